@@ -1,0 +1,192 @@
+"""Read the CIFAR-10 python archive safely, and compute its content checksum.
+
+Nothing is extracted to disk: members are read into memory after their names and types are
+checked, so no member can write outside a target folder. The pickles are read by an unpickler
+that only admits the three numpy globals a CIFAR-10 batch uses, so a crafted archive cannot run
+code. Every problem raises ArchiveError naming the member and what is wrong.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import pickle
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = "cifar-10-batches-py"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+META = "batches.meta"
+REQUIRED_MEMBERS = (*TRAIN_BATCHES, TEST_BATCH, META)
+OPTIONAL_MEMBERS = ("readme.html",)
+CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+IMAGE_SHAPE = (3, 32, 32)
+PIXELS = 3 * 32 * 32
+
+# The only globals a CIFAR-10 pickle refers to (numpy 1 and numpy 2 spell the module apart).
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class ArchiveError(ValueError):
+    """The file is not a CIFAR-10 python archive we accept."""
+
+
+@dataclass(frozen=True)
+class Cifar10:
+    """Images as rows of 3072 uint8 (R, G, B planes of 32x32), labels as uint8, official order."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    def content_sha256(self) -> str:
+        """sha256 over x_train, y_train, x_test, y_test bytes: the same for any repack."""
+        digest = hashlib.sha256()
+        for array in (self.x_train, self.y_train, self.x_test, self.y_test):
+            digest.update(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+        return digest.hexdigest()
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise ArchiveError(
+                f"pickle asks for {module}.{name}, which CIFAR-10 never uses; refusing to load it"
+            )
+        return super().find_class(module, name)
+
+
+def _unpickle(raw: bytes, member: str) -> dict:
+    try:
+        obj = _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except ArchiveError as err:
+        raise ArchiveError(f"{member}: {err}") from None
+    except Exception as err:  # a malformed pickle can raise almost anything
+        raise ArchiveError(f"{member}: not a readable pickle ({type(err).__name__}: {err})") from None
+    if not isinstance(obj, dict):
+        raise ArchiveError(f"{member}: expected a dict, found {type(obj).__name__}")
+    return obj
+
+
+def _member_name(info: tarfile.TarInfo) -> str | None:
+    """The batch name for an accepted member, None for the root folder; raise for anything else."""
+    name = info.name
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise ArchiveError(f"member {name!r} has an absolute path; refusing the archive")
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ArchiveError(f"member {name!r} escapes the target folder; refusing the archive")
+    if info.issym() or info.islnk():
+        raise ArchiveError(f"member {name!r} is a link; refusing the archive")
+    if parts == [ROOT] and info.isdir():
+        return None
+    if len(parts) != 2 or parts[0] != ROOT:
+        raise ArchiveError(f"member {name!r} is not inside {ROOT}/; refusing the archive")
+    if not info.isfile():
+        raise ArchiveError(f"member {name!r} is not a regular file; refusing the archive")
+    if parts[1] not in REQUIRED_MEMBERS + OPTIONAL_MEMBERS:
+        raise ArchiveError(
+            f"unexpected member {name!r}: a CIFAR-10 archive holds only "
+            + ", ".join(REQUIRED_MEMBERS + OPTIONAL_MEMBERS)
+        )
+    return parts[1]
+
+
+def _read_members(path: Path) -> dict[str, bytes]:
+    with path.open("rb") as handle:
+        magic = handle.read(2)
+    if magic != b"\x1f\x8b":
+        with path.open("rb") as handle:
+            head = handle.read(60)
+        raise ArchiveError(
+            f"{path} is not a gzip archive (it starts with {head!r}); "
+            "was an error page or an empty file saved instead?"
+        )
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for info in tar:
+                name = _member_name(info)
+                if name is None:
+                    continue
+                if name in members:
+                    raise ArchiveError(f"member {info.name!r} appears twice; refusing the archive")
+                handle = tar.extractfile(info)
+                assert handle is not None  # regular files always have contents
+                members[name] = handle.read()
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error, OSError) as err:
+        raise ArchiveError(
+            f"{path} is truncated or corrupt ({type(err).__name__}: {err})"
+        ) from None
+    missing = [m for m in REQUIRED_MEMBERS if m not in members]
+    if missing:
+        raise ArchiveError(f"{path} lacks {', '.join(missing)}: not a complete CIFAR-10 archive")
+    return members
+
+
+def _check_classes(meta: dict) -> None:
+    names = meta.get(b"label_names")
+    if not isinstance(names, list):
+        raise ArchiveError(f"{META}: no label_names list")
+    decoded = tuple(n.decode() if isinstance(n, bytes) else n for n in names)
+    if decoded != CLASSES:
+        raise ArchiveError(f"{META}: class names {decoded} differ from CIFAR-10's {CLASSES}")
+
+
+def _batch_arrays(batch: dict, member: str) -> tuple[np.ndarray, np.ndarray]:
+    data, labels = batch.get(b"data"), batch.get(b"labels")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        kind = f"{data.dtype} array" if isinstance(data, np.ndarray) else type(data).__name__
+        raise ArchiveError(f"{member}: 'data' must be a uint8 array, found {kind}")
+    if data.ndim != 2 or data.shape[1] != PIXELS or data.shape[0] == 0:
+        raise ArchiveError(f"{member}: 'data' has shape {data.shape}, expected (N, {PIXELS})")
+    if not isinstance(labels, (list, np.ndarray)):
+        raise ArchiveError(f"{member}: 'labels' must be a list, found {type(labels).__name__}")
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
+        raise ArchiveError(f"{member}: 'labels' must hold integers")
+    label_array = np.asarray(labels, dtype=np.int64)
+    if label_array.shape != (data.shape[0],):
+        raise ArchiveError(
+            f"{member}: {label_array.size} labels for {data.shape[0]} images; they must match"
+        )
+    bad = label_array[(label_array < 0) | (label_array > 9)]
+    if bad.size:
+        raise ArchiveError(f"{member}: label {int(bad[0])} is outside 0..9")
+    return data, label_array.astype(np.uint8)
+
+
+def read_archive(path: str | Path) -> Cifar10:
+    """Read and check a cifar-10-python.tar.gz; raise ArchiveError on anything unexpected."""
+    members = _read_members(Path(path))
+    _check_classes(_unpickle(members[META], META))
+    train = [_batch_arrays(_unpickle(members[m], m), m) for m in TRAIN_BATCHES]
+    x_test, y_test = _batch_arrays(_unpickle(members[TEST_BATCH], TEST_BATCH), TEST_BATCH)
+    return Cifar10(
+        x_train=np.concatenate([x for x, _ in train]),
+        y_train=np.concatenate([y for _, y in train]),
+        x_test=x_test,
+        y_test=y_test,
+    )
+
+
+def file_md5(path: str | Path) -> str:
+    digest = hashlib.md5()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,23 @@
+"""What every stage entry point shares: turn expected failures into one clear line and exit 1."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from convlab.cifar import ArchiveError
+from convlab.data import DataError
+from convlab.download import DownloadError
+from convlab.params import ParamsError
+from convlab.train import DivergenceError
+
+EXPECTED_ERRORS = (ParamsError, ArchiveError, DataError, DownloadError, DivergenceError)
+
+
+def run_stage(name: str, main: Callable[[list[str]], None]) -> None:
+    """Run a stage's main; an expected error prints `name: error: message` and exits 1."""
+    try:
+        main(sys.argv[1:])
+    except EXPECTED_ERRORS as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,201 @@
+"""params.yaml, validated once into typed objects.
+
+Every key is checked at load: unknown keys, wrong types and out-of-range values raise a
+ParamsError that names the key, the value and what is allowed, before any stage does work.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+VARIANTS = ("baseline", "dropout", "staged_dropout")
+NORMALIZATIONS = ("standardize", "none")
+PRECISIONS = ("auto", "fp32", "bf16")
+COMPILE_MODES = ("auto", "off", "on")
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_URL_SCHEMES = ("http://", "https://", "file://")
+
+
+class ParamsError(ValueError):
+    """A params value that is missing, of the wrong type, out of range or unknown."""
+
+
+@dataclass(frozen=True)
+class DataParams:
+    url: str
+    md5: str
+    content_sha256: str
+    val_size: int
+    normalize: str
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    batch_size: int
+    lr: float
+    momentum: float
+    log_every: int
+    eval_batch_size: int
+    device: str
+    precision: str
+    channels_last: bool
+    compile: str
+
+
+@dataclass(frozen=True)
+class VariantParams:
+    epochs: int
+    pool1: float
+    pool2: float
+    fc: float
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int
+    data: DataParams
+    train: TrainParams
+    variants: dict[str, VariantParams]
+
+    def variant(self, name: str) -> VariantParams:
+        if name not in self.variants:
+            raise ParamsError(f"unknown variant {name!r}: allowed are {', '.join(VARIANTS)}")
+        return self.variants[name]
+
+
+# --- checks: each returns None when the value is fine, else what is allowed ------------------
+
+Check = Callable[[Any], "str | None"]
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "a number > 0"
+
+
+def _non_negative_int(value: int) -> str | None:
+    return None if value >= 0 else "an integer >= 0"
+
+
+def _dropout_rate(value: float) -> str | None:
+    return None if 0 <= value < 1 else "a dropout rate in [0, 1)"
+
+
+def _momentum(value: float) -> str | None:
+    return None if 0 <= value < 1 else "a momentum in [0, 1)"
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: str) -> str | None:
+        return None if value in choices else "one of " + ", ".join(repr(c) for c in choices)
+
+    return check
+
+
+def _matches(pattern: re.Pattern[str], what: str) -> Check:
+    def check(value: str) -> str | None:
+        return None if pattern.match(value) else what
+
+    return check
+
+
+def _url(value: str) -> str | None:
+    return None if value.startswith(_URL_SCHEMES) else "an http://, https:// or file:// URL"
+
+
+_CHECKS: dict[str, Check] = {
+    "seed": _non_negative_int,
+    "data.url": _url,
+    "data.md5": _matches(_HEX32, "32 lowercase hex digits (an md5 sum)"),
+    "data.content_sha256": _matches(_HEX64, "64 lowercase hex digits (a sha256 sum)"),
+    "data.val_size": _positive,
+    "data.normalize": _one_of(*NORMALIZATIONS),
+    "train.batch_size": _positive,
+    "train.lr": _positive,
+    "train.momentum": _momentum,
+    "train.log_every": _positive,
+    "train.eval_batch_size": _positive,
+    "train.device": _matches(_DEVICE_PATTERN, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    "train.precision": _one_of(*PRECISIONS),
+    "train.compile": _one_of(*COMPILE_MODES),
+    "epochs": _positive,
+    "pool1": _dropout_rate,
+    "pool2": _dropout_rate,
+    "fc": _dropout_rate,
+}
+
+
+def _typed(key: str, value: Any, kind: type) -> Any:
+    """Return value as kind, or raise naming the key. bool is never taken for a number."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if not ok or (kind is float and not math.isfinite(value)):
+        raise ParamsError(f"{key} = {value!r} is not allowed: expected {kind.__name__}")
+    return value
+
+
+def _build(cls: type, section: Any, prefix: str, check_prefix: str | None = None) -> Any:
+    if not isinstance(section, dict):
+        raise ParamsError(f"{prefix} = {section!r} is not allowed: expected a mapping")
+    names = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(section) - set(names))
+    if unknown:
+        raise ParamsError(
+            f"{prefix}.{unknown[0]} is not a known key: allowed keys in {prefix} are "
+            + ", ".join(names)
+        )
+    values = {}
+    for name, field in names.items():
+        key = f"{prefix}.{name}"
+        if name not in section:
+            raise ParamsError(f"{key} is missing")
+        kind = {"int": int, "float": float, "str": str, "bool": bool}[str(field.type)]
+        value = _typed(key, section[name], kind)
+        check = _CHECKS.get(f"{check_prefix}.{name}" if check_prefix else name)
+        if check is not None and (allowed := check(value)) is not None:
+            raise ParamsError(f"{key} = {value!r} is not allowed: expected {allowed}")
+        values[name] = value
+    return cls(**values)
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate a params mapping (as read from params.yaml) into Params."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params must be a mapping, got {type(raw).__name__}")
+    allowed = ("seed", "data", "train", *VARIANTS)
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise ParamsError(
+            f"{unknown[0]} is not a known key: allowed top-level keys are {', '.join(allowed)}"
+        )
+    for key in allowed:
+        if key not in raw:
+            raise ParamsError(f"{key} is missing")
+    seed = _typed("seed", raw["seed"], int)
+    if (allowed_seed := _non_negative_int(seed)) is not None:
+        raise ParamsError(f"seed = {seed!r} is not allowed: expected {allowed_seed}")
+    return Params(
+        seed=seed,
+        data=_build(DataParams, raw["data"], "data", "data"),
+        train=_build(TrainParams, raw["train"], "train", "train"),
+        variants={name: _build(VariantParams, raw[name], name) for name in VARIANTS},
+    )
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found: run from the project root") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path} is not valid YAML: {err}") from None
+    return parse_params(raw)
