@@ -36,11 +36,14 @@ def main(argv: list[str]) -> None:
             "test_acc": result.accuracy,
             "test_loss": result.loss,
             "checkpoint_epoch": info["epoch"],
-            "per_class_acc": {c: round(float(a), 4) for c, a in zip(CLASSES, per_class)},
+            "per_class_acc": {c: round(float(a), 4) for c, a in zip(CLASSES, per_class, strict=True)},
         }
         write_table(
             Path("plots/confusion") / f"{name}.csv",
-            ({"actual": CLASSES[a], "predicted": CLASSES[p]} for a, p in zip(labels, result.predictions)),
+            (
+                {"actual": CLASSES[a], "predicted": CLASSES[p]}
+                for a, p in zip(labels, result.predictions, strict=True)
+            ),
         )
         print(f"evaluate_test: {name}: test acc {result.accuracy:.4f} (checkpoint of epoch {info['epoch']})")
     write_metrics("metrics/test.json", metrics)

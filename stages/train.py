@@ -47,9 +47,8 @@ def main(argv: list[str]) -> None:
         "torch": torch.__version__,
     }
     key = fingerprint(settings, [*CODE, *sorted(PREPARED.iterdir())])
-    model = ConvNet(variant.pool1, variant.pool2, variant.fc)
     print(
-        f"{stage}: {count_parameters(model):,} parameters, {variant.epochs} epochs, "
+        f"{stage}: {count_parameters(ConvNet()):,} parameters, {variant.epochs} epochs, "
         f"dropout {variant.pool1}/{variant.pool2}/{variant.fc}, on {runtime.describe()}",
         flush=True,
     )
@@ -60,7 +59,6 @@ def main(argv: list[str]) -> None:
             write_table(plots / "steps.csv", (dataclasses.asdict(s) for s in history.steps))
 
     result = train(
-        model,
         train_data,
         val_data,
         variant,

@@ -130,9 +130,7 @@ def _read_members(path: Path) -> dict[str, bytes]:
                 assert handle is not None  # regular files always have contents
                 members[name] = handle.read()
     except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error, OSError) as err:
-        raise ArchiveError(
-            f"{path} is truncated or corrupt ({type(err).__name__}: {err})"
-        ) from None
+        raise ArchiveError(f"{path} is truncated or corrupt ({type(err).__name__}: {err})") from None
     missing = [m for m in REQUIRED_MEMBERS if m not in members]
     if missing:
         raise ArchiveError(f"{path} lacks {', '.join(missing)}: not a complete CIFAR-10 archive")
@@ -161,9 +159,7 @@ def _batch_arrays(batch: dict, member: str) -> tuple[np.ndarray, np.ndarray]:
         raise ArchiveError(f"{member}: 'labels' must hold integers")
     label_array = np.asarray(labels, dtype=np.int64)
     if label_array.shape != (data.shape[0],):
-        raise ArchiveError(
-            f"{member}: {label_array.size} labels for {data.shape[0]} images; they must match"
-        )
+        raise ArchiveError(f"{member}: {label_array.size} labels for {data.shape[0]} images; they must match")
     bad = label_array[(label_array < 0) | (label_array > 9)]
     if bad.size:
         raise ArchiveError(f"{member}: label {int(bad[0])} is outside 0..9")

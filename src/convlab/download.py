@@ -45,9 +45,7 @@ class _Retryable(Exception):
 
 
 def _copy(source: BinaryIO, target: BinaryIO, total: int | None, done: int, label: str) -> int:
-    with tqdm(
-        total=total, initial=done, unit="B", unit_scale=True, desc=label, mininterval=1.0
-    ) as bar:
+    with tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=label, mininterval=1.0) as bar:
         for chunk in iter(lambda: source.read(CHUNK), b""):
             target.write(chunk)
             done += len(chunk)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -149,8 +150,7 @@ def _build(cls: type, section: Any, prefix: str, check_prefix: str | None = None
     unknown = sorted(set(section) - set(names))
     if unknown:
         raise ParamsError(
-            f"{prefix}.{unknown[0]} is not a known key: allowed keys in {prefix} are "
-            + ", ".join(names)
+            f"{prefix}.{unknown[0]} is not a known key: allowed keys in {prefix} are " + ", ".join(names)
         )
     values = {}
     for name, field in names.items():
@@ -173,9 +173,7 @@ def parse_params(raw: Any) -> Params:
     allowed = ("seed", "data", "train", *VARIANTS)
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
-        raise ParamsError(
-            f"{unknown[0]} is not a known key: allowed top-level keys are {', '.join(allowed)}"
-        )
+        raise ParamsError(f"{unknown[0]} is not a known key: allowed top-level keys are {', '.join(allowed)}")
     for key in allowed:
         if key not in raw:
             raise ParamsError(f"{key} is missing")

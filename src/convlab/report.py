@@ -57,7 +57,7 @@ def plot_grid(images: np.ndarray, labels: np.ndarray, path: Path, columns: int =
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.25))
     for ax in np.ravel(axes):
         ax.axis("off")
-    for ax, image, label in zip(np.ravel(axes), images, labels):
+    for ax, image, label in zip(np.ravel(axes), images, labels, strict=False):
         ax.imshow(image.transpose(1, 2, 0), interpolation="nearest")
         ax.set_title(CLASSES[label], fontsize=7)
     fig.suptitle(f"the first {len(images)} training images")
@@ -95,11 +95,18 @@ def plot_validation(results: list[VariantResult], path: Path) -> None:
 
 def plot_confusions(results: list[VariantResult], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 5))
-    for ax, result in zip(np.atleast_1d(axes), results):
+    for ax, result in zip(np.atleast_1d(axes), results, strict=True):
         ax.imshow(result.confusion, cmap="Blues")
         for (i, j), count in np.ndenumerate(result.confusion):
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=6,
-                    color="white" if count > result.confusion.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if count > result.confusion.max() / 2 else "black",
+            )
         ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=90, fontsize=7)
         ax.set_yticks(range(len(CLASSES)), CLASSES, fontsize=7)
         ax.set_xlabel("predicted")

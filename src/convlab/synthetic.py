@@ -111,7 +111,9 @@ def write_archive(
         part = slice(i * per_batch, (i + 1) * per_batch)
         content[name] = batch_bytes(x_train[part], y_train[part], f"training batch {i + 1} of 5")
     content[TEST_BATCH] = batch_bytes(x_test, y_test, "testing batch 1 of 1")
-    content["readme.html"] = b"<meta HTTP-EQUIV='REFRESH' content='0; url=https://www.cs.toronto.edu/~kriz/cifar.html'>"
+    content["readme.html"] = (
+        b"<meta HTTP-EQUIV='REFRESH' content='0; url=https://www.cs.toronto.edu/~kriz/cifar.html'>"
+    )
     content.update(members or {})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,10 @@ import contextlib
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from convlab.atomic import atomic_open
 from convlab.device_data import DeviceImages
 from convlab.evaluate import evaluate
+from convlab.model import ConvNet
 from convlab.params import TrainParams, VariantParams
 from convlab.runtime import Runtime
 
@@ -106,7 +108,6 @@ def _load_resume(path: Path | None, key: str) -> dict[str, Any] | None:
 
 
 def train(
-    model: nn.Module,
     train_data: DeviceImages,
     val_data: DeviceImages,
     variant: VariantParams,
@@ -118,9 +119,14 @@ def train(
     on_epoch: Callable[[History], None] | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train `model` for variant.epochs epochs; return the history and the best weights."""
+    """Train a fresh ConvNet for variant.epochs epochs; return the history and the best weights.
+
+    The seed fixes the initial weights, the dropout masks (global RNG) and the shuffle (its own
+    generator), so on the CPU the same seed gives the same metrics, run after run.
+    """
     device = runtime.device
-    torch.manual_seed(seed)  # dropout masks; the shuffle has its own generator
+    torch.manual_seed(seed)
+    model = ConvNet(variant.pool1, variant.pool2, variant.fc)
     shuffle = torch.Generator().manual_seed(seed)
     model.to(device)
     if runtime.channels_last:
