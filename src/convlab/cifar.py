@@ -117,9 +117,16 @@ def _read_members(path: Path) -> dict[str, bytes]:
             f"{path} is not a gzip archive (it starts with {head!r}); "
             "was an error page or an empty file saved instead?"
         )
+    try:
+        # Decompress the whole stream first: gzip's CRC and length check then catch corruption
+        # anywhere, which a tar reader that stops at the first bad header would miss.
+        with gzip.open(path, "rb") as stream:
+            tar_bytes = stream.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as err:
+        raise ArchiveError(f"{path} is truncated or corrupt ({type(err).__name__}: {err})") from None
     members: dict[str, bytes] = {}
     try:
-        with tarfile.open(path, "r:gz") as tar:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
             for info in tar:
                 name = _member_name(info)
                 if name is None:
@@ -129,8 +136,8 @@ def _read_members(path: Path) -> dict[str, bytes]:
                 handle = tar.extractfile(info)
                 assert handle is not None  # regular files always have contents
                 members[name] = handle.read()
-    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error, OSError) as err:
-        raise ArchiveError(f"{path} is truncated or corrupt ({type(err).__name__}: {err})") from None
+    except tarfile.TarError as err:
+        raise ArchiveError(f"{path} is not a valid tar archive ({err})") from None
     missing = [m for m in REQUIRED_MEMBERS if m not in members]
     if missing:
         raise ArchiveError(f"{path} lacks {', '.join(missing)}: not a complete CIFAR-10 archive")

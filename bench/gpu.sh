@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The GPU checks of the speed issue, in one go, on a machine with CUDA and the project installed
+# (`pip install -e .`):
+#   1. bench/train_speed.py on the real archive: the textbook loop vs convlab, bf16 and fp32,
+#      torch.compile off and on (which is faster at batch 32 decides train.compile's default);
+#   2. the whole study, `dvc repro` of all three variants from a clean copy, timed, and the
+#      training seconds each variant's metrics report (target: under 60 s for all 80 epochs).
+# Usage: bench/gpu.sh /path/to/cifar-10-python.tar.gz [EPOCHS]
+set -euo pipefail
+archive=$(realpath "${1:?usage: bench/gpu.sh ARCHIVE [EPOCHS]}")
+epochs=${2:-3}
+cd "$(dirname "$0")/.."
+python - <<'PY'
+import torch
+assert torch.cuda.is_available(), "no CUDA device: this script is for a GPU machine"
+print("GPU:", torch.cuda.get_device_name(), "| torch", torch.__version__)
+PY
+python bench/train_speed.py --archive "$archive" --epochs "$epochs"
+for precision in bf16 fp32; do
+  for compile in off on; do
+    echo "== convlab precision=$precision compile=$compile"
+    python bench/train_speed.py --archive "$archive" --epochs "$epochs" \
+      --precision "$precision" --compile "$compile" | tail -4
+  done
+done
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git clone -q . "$work/convlab"
+cd "$work/convlab"
+start=$(date +%s)
+CIFAR10_URL="file://$archive" PYTHONPATH=src dvc repro
+echo "dvc repro wall seconds: $(( $(date +%s) - start ))"
+python - <<'PY'
+import json
+total = 0.0
+for v in ("baseline", "dropout", "staged_dropout"):
+    m = json.load(open(f"metrics/train_{v}.json"))
+    total += m["train_seconds"]
+    print(f"{v}: {m['epochs']} epochs, {m['train_seconds']} s training, {m['images_per_second']} images/s, "
+          f"best val {m['best_val_acc']:.4f}, {m['runtime']}")
+print(f"all variants: {total:.1f} s of training")
+print(json.dumps(json.load(open("metrics/test.json")), indent=1)[:2000])
+PY

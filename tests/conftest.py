@@ -1,0 +1,30 @@
+"""Shared fixtures: small archives in the official format and a loopback HTTP server."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from loopback import LoopbackServer  # noqa: E402
+
+from convlab.synthetic import write_archive  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def small_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5 x 200 training and 300 test images, official layout and pickle format."""
+    return write_archive(
+        tmp_path_factory.mktemp("archive") / "cifar-10-python.tar.gz", per_batch=200, test_size=300
+    )
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LoopbackServer]:
+    with LoopbackServer(tmp_path / "served") as running:
+        (tmp_path / "served").mkdir()
+        yield running

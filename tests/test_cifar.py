@@ -1,0 +1,210 @@
+"""The archive reader accepts CIFAR-10 and refuses everything else with a clear error, running no code."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convlab.cifar import ArchiveError, Cifar10, read_archive
+from convlab.synthetic import batch_bytes, meta_bytes, synthetic_images, write_archive
+
+
+def test_reads_all_images_in_official_order(small_archive: Path) -> None:
+    data = read_archive(small_archive)
+    assert data.x_train.shape == (1000, 3072) and data.x_train.dtype == np.uint8
+    assert data.x_test.shape == (300, 3072)
+    expected, labels = synthetic_images(1000, seed=0)
+    assert np.array_equal(data.x_train, expected)
+    assert np.array_equal(data.y_train, labels)
+
+
+def test_content_checksum_is_sha256_of_the_four_arrays_in_order() -> None:
+    x = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    y = np.array([1, 2], dtype=np.uint8)
+    import hashlib
+
+    expected = hashlib.sha256(x.tobytes() + y.tobytes() + x.tobytes() + y.tobytes()).hexdigest()
+    assert Cifar10(x, y, x, y).content_sha256() == expected
+
+
+def test_repacked_archive_has_the_same_content_checksum(tmp_path: Path, small_archive: Path) -> None:
+    repacked = tmp_path / "repacked.tar.gz"
+    with tarfile.open(small_archive) as source, tarfile.open(repacked, "w:gz", compresslevel=9) as target:
+        for info in reversed(source.getmembers()):  # another order, another compression
+            target.addfile(info, source.extractfile(info) if info.isfile() else None)
+    assert repacked.read_bytes() != small_archive.read_bytes()
+    assert read_archive(repacked).content_sha256() == read_archive(small_archive).content_sha256()
+
+
+class _Exploit:
+    """Unpickling this would run os.system: the reader must refuse before that happens."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _raw_tar(path: Path, entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in entries:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _valid_members() -> dict[str, bytes]:
+    x, y = synthetic_images(20, seed=3)
+    members = {f"data_batch_{i}": batch_bytes(x, y, "b") for i in range(1, 6)}
+    members["test_batch"] = batch_bytes(x, y, "t")
+    members["batches.meta"] = meta_bytes(20)
+    return members
+
+
+def _archive_with(tmp_path: Path, **replace: bytes) -> Path:
+    return write_archive(tmp_path / "a.tar.gz", per_batch=20, test_size=20, members=replace)
+
+
+def test_truncated_archive(tmp_path: Path, small_archive: Path) -> None:
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(small_archive.read_bytes()[: small_archive.stat().st_size // 2])
+    with pytest.raises(ArchiveError, match="truncated or corrupt"):
+        read_archive(cut)
+
+
+def test_corrupt_gzip(tmp_path: Path, small_archive: Path) -> None:
+    data = bytearray(small_archive.read_bytes())
+    data[1000:1100] = bytes(100)
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match="truncated or corrupt"):
+        read_archive(bad)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "not a gzip archive"),
+        (b"<!DOCTYPE html><html>404</html>", "error page"),
+        (b"PK\x03\x04zipfile", "not a gzip archive"),
+    ],
+)
+def test_not_a_gzip(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "x.tar.gz"
+    path.write_bytes(content)
+    with pytest.raises(ArchiveError, match=message):
+        read_archive(path)
+
+
+def test_gzip_but_not_tar(tmp_path: Path) -> None:
+    path = tmp_path / "x.tar.gz"
+    path.write_bytes(gzip.compress(b"just text, no tar headers" * 40))
+    with pytest.raises(ArchiveError, match="not a valid tar archive"):
+        read_archive(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "message"),
+    [
+        ("cifar-10-batches-py/../../evil", tarfile.REGTYPE, "escapes the target"),
+        ("../data_batch_1", tarfile.REGTYPE, "escapes the target"),
+        ("/etc/cron.d/evil", tarfile.REGTYPE, "absolute path"),
+        ("cifar-10-batches-py/data_batch_6", tarfile.REGTYPE, "unexpected member"),
+        ("other/data_batch_1", tarfile.REGTYPE, "not inside cifar-10-batches-py"),
+        ("cifar-10-batches-py/readme.html", tarfile.SYMTYPE, "is a link"),
+        ("cifar-10-batches-py/readme.html", tarfile.LNKTYPE, "is a link"),
+        ("cifar-10-batches-py/readme.html", tarfile.FIFOTYPE, "not a regular file"),
+    ],
+)
+def test_member_that_could_escape_or_does_not_belong(
+    tmp_path: Path, name: str, kind: bytes, message: str
+) -> None:
+    entries: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    for member, data in _valid_members().items():
+        entries.append((tarfile.TarInfo(f"cifar-10-batches-py/{member}"), data))
+    odd = tarfile.TarInfo(name)
+    odd.type = kind
+    if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+        odd.linkname = "/etc/passwd"
+    entries.insert(0, (odd, b"x" if kind == tarfile.REGTYPE else None))
+    with pytest.raises(ArchiveError, match=message):
+        read_archive(_raw_tar(tmp_path / "a.tar.gz", entries))
+
+
+def test_missing_batch(tmp_path: Path) -> None:
+    members = _valid_members()
+    del members["data_batch_3"]
+    entries = [(tarfile.TarInfo(f"cifar-10-batches-py/{m}"), d) for m, d in members.items()]
+    with pytest.raises(ArchiveError, match="lacks data_batch_3"):
+        read_archive(_raw_tar(tmp_path / "a.tar.gz", entries))
+
+
+def test_duplicate_member(tmp_path: Path) -> None:
+    members = _valid_members()
+    entries = [(tarfile.TarInfo(f"cifar-10-batches-py/{m}"), d) for m, d in members.items()]
+    entries.append((tarfile.TarInfo("cifar-10-batches-py/test_batch"), members["test_batch"]))
+    with pytest.raises(ArchiveError, match="appears twice"):
+        read_archive(_raw_tar(tmp_path / "a.tar.gz", entries))
+
+
+def test_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps({b"data": _Exploit(marker), b"labels": []}, protocol=2)
+    with pytest.raises(ArchiveError, match="posix.system|os.system|refusing to load"):
+        read_archive(_archive_with(tmp_path, data_batch_2=evil))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "global_name", [b"builtins\neval", b"subprocess\nPopen", b"numpy\nload", b"_codecs\nencode"]
+)
+def test_any_global_beyond_numpys_three_is_refused(tmp_path: Path, global_name: bytes) -> None:
+    crafted = b"\x80\x02c" + global_name + b"\nq\x00."
+    with pytest.raises(ArchiveError, match="never uses"):
+        read_archive(_archive_with(tmp_path, test_batch=crafted))
+
+
+def _batch(data: object, labels: object) -> bytes:
+    from convlab.synthetic import _pickle
+
+    return _pickle({b"batch_label": b"x", b"data": data, b"labels": labels, b"filenames": []})
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        (_batch(np.zeros((20, 3072), np.float32), [0] * 20), "uint8 array, found float32"),
+        (_batch(np.zeros((20, 1024), np.uint8), [0] * 20), r"shape \(20, 1024\)"),
+        (_batch(np.zeros((20, 32, 32, 3), np.uint8), [0] * 20), "shape"),
+        (_batch(np.zeros((0, 3072), np.uint8), []), "shape"),
+        (_batch(np.zeros((20, 3072), np.uint8), [0] * 19), "19 labels for 20 images"),
+        (_batch(np.zeros((20, 3072), np.uint8), [10] * 20), "label 10 is outside 0..9"),
+        (_batch(np.zeros((20, 3072), np.uint8), [-1] * 20), "label -1 is outside 0..9"),
+        (_batch(np.zeros((20, 3072), np.uint8), ["cat"] * 20), "must hold integers"),
+        (_batch([[0] * 3072] * 20, [0] * 20), "uint8 array, found list"),
+        (b"\x80\x02]q\x00.", "expected a dict"),
+        (b"not a pickle at all", "not a readable pickle"),
+    ],
+)
+def test_malformed_batch(tmp_path: Path, batch: bytes, message: str) -> None:
+    with pytest.raises(ArchiveError, match=message) as err:
+        read_archive(_archive_with(tmp_path, data_batch_4=batch))
+    assert "data_batch_4" in str(err.value)
+
+
+def test_wrong_class_names(tmp_path: Path) -> None:
+    from convlab.synthetic import _pickle
+
+    meta = _pickle({b"label_names": [b"a"] * 10})
+    with pytest.raises(ArchiveError, match="class names"):
+        read_archive(_archive_with(tmp_path, **{"batches.meta": meta}))

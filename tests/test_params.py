@@ -1,0 +1,115 @@
+"""params.yaml is validated at load: every bad value fails naming the key, value and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from convlab.params import ParamsError, load_params, parse_params
+from convlab.runtime import resolve_device
+
+PROJECT = Path(__file__).parents[1]
+RAW = yaml.safe_load((PROJECT / "params.yaml").read_text())
+
+
+def with_value(path: str, value: object) -> dict:
+    raw = copy.deepcopy(RAW)
+    *parents, last = path.split(".")
+    node = raw
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return raw
+
+
+def test_committed_params_match_the_study() -> None:
+    params = load_params(PROJECT / "params.yaml")
+    assert params.seed == 0
+    assert (params.train.batch_size, params.train.lr, params.train.momentum) == (32, 0.001, 0.9)
+    assert params.train.log_every == 200
+    assert params.data.val_size == 1000
+    assert params.data.normalize == "standardize"
+    assert params.data.md5 == "c58f30108f718f92721af3b95e74349a"
+    b, d, s = params.variant("baseline"), params.variant("dropout"), params.variant("staged_dropout")
+    assert (b.epochs, b.pool1, b.pool2, b.fc) == (20, 0, 0, 0)
+    assert (d.epochs, d.pool1, d.pool2, d.fc) == (20, 0.1, 0.1, 0.1)
+    assert (s.epochs, s.pool1, s.pool2, s.fc) == (40, 0.1, 0.2, 0.5)
+
+
+BAD_VALUES = [
+    ("train.lr", 0, "train.lr = 0"),
+    ("train.lr", -0.1, "a number > 0"),
+    ("train.lr", "fast", "expected float"),
+    ("train.lr", float("nan"), "expected float"),
+    ("train.batch_size", 0, "train.batch_size = 0"),
+    ("train.batch_size", 32.5, "expected int"),
+    ("train.batch_size", True, "expected int"),
+    ("train.momentum", 1.0, "momentum in [0, 1)"),
+    ("train.log_every", -1, "train.log_every"),
+    ("train.device", "tpu", "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ("train.precision", "fp16", "'auto', 'fp32', 'bf16'"),
+    ("train.compile", "yes", "'auto', 'off', 'on'"),
+    ("train.channels_last", "true", "expected bool"),
+    ("dropout.fc", 1.0, "dropout.fc = 1.0 is not allowed: expected a dropout rate in [0, 1)"),
+    ("dropout.pool1", -0.1, "dropout rate in [0, 1)"),
+    ("staged_dropout.pool2", "0.2", "expected float"),
+    ("baseline.epochs", 0, "baseline.epochs = 0"),
+    ("baseline.epochs", 2.5, "expected int"),
+    ("data.val_size", 0, "data.val_size = 0"),
+    ("data.normalize", "minmax", "'standardize', 'none'"),
+    ("data.url", "ftp://example.org/c.tar.gz", "http://, https:// or file:// URL"),
+    ("data.md5", "abc", "md5"),
+    ("data.content_sha256", "Z" * 64, "sha256"),
+    ("seed", -1, "seed = -1"),
+    ("seed", "zero", "expected int"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD_VALUES)
+def test_bad_value_is_refused_with_key_value_and_rule(key: str, value: object, message: str) -> None:
+    with pytest.raises(ParamsError) as err:
+        parse_params(with_value(key, value))
+    assert key in str(err.value)
+    assert message in str(err.value)
+
+
+def test_unknown_keys_are_refused() -> None:
+    with pytest.raises(ParamsError, match=r"train\.lrate is not a known key"):
+        parse_params(with_value("train.lrate", 0.1))
+    with pytest.raises(ParamsError, match="extra is not a known key"):
+        parse_params(with_value("extra", 1))
+
+
+def test_missing_keys_are_refused() -> None:
+    raw = copy.deepcopy(RAW)
+    del raw["dropout"]["fc"]
+    with pytest.raises(ParamsError, match=r"dropout\.fc is missing"):
+        parse_params(raw)
+
+
+def test_integer_is_accepted_for_a_float() -> None:
+    assert parse_params(with_value("dropout.fc", 0)).variant("dropout").fc == 0.0
+
+
+def test_unknown_variant_is_refused() -> None:
+    with pytest.raises(ParamsError, match="unknown variant 'wide'"):
+        parse_params(RAW).variant("wide")
+
+
+def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "absent.yaml")
+
+
+def test_cuda_where_there_is_none_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ParamsError, match="train.device = 'cuda' is not allowed: no CUDA device"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"

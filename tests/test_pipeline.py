@@ -1,0 +1,95 @@
+"""The real `dvc repro` on a small archive served over loopback HTTP, then a `dvc exp run` variation."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from loopback import LoopbackServer
+from project import copy_project, dvc, git
+
+from convlab.cifar import file_md5
+from convlab.synthetic import write_archive
+
+pytestmark = pytest.mark.slow
+
+STAGES = [
+    "download", "split", "train_baseline", "train_dropout", "train_staged_dropout",
+    "evaluate_test", "report",
+]  # fmt: skip
+VARIANTS = ["baseline", "dropout", "staged_dropout"]
+
+
+def small_params(url: str, md5: str) -> dict:
+    epochs = {"epochs": 3}
+    return {
+        "data": {"url": url, "md5": md5, "val_size": 200},
+        "train": {"lr": 0.01, "log_every": 10, "eval_batch_size": 250},
+        "baseline": epochs,
+        "dropout": epochs,
+        "staged_dropout": epochs,
+    }
+
+
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def test_repro_then_experiment(tmp_path: Path) -> None:
+    archive = write_archive(tmp_path / "served" / "cifar-10-python.tar.gz", per_batch=300, test_size=500)
+    with LoopbackServer(tmp_path / "served") as server:
+        # data.url is a dead link: CIFAR10_URL must take its place.
+        repo = copy_project(tmp_path / "repo", small_params(server.url("gone.tar.gz"), file_md5(archive)))
+        result = dvc(repo, "repro", CIFAR10_URL=server.url("cifar-10-python.tar.gz"))
+    assert ran_stages(result.stdout) == STAGES
+
+    assert (repo / "data/raw/cifar-10-python.tar.gz").read_bytes() == archive.read_bytes()
+    stats = json.loads((repo / "data/prepared/stats.json").read_text())
+    assert stats["sizes"] == {"train": 1300, "val": 200, "test": 500}
+    for variant in VARIANTS:
+        assert (repo / f"models/{variant}.pt").stat().st_size > 3_000_000
+        metrics = json.loads((repo / f"metrics/train_{variant}.json").read_text())
+        numbers = [v for v in metrics.values() if not isinstance(v, str)]
+        assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers)
+        assert metrics["epochs"] == 3 and 1 <= metrics["best_epoch"] <= 3
+        assert metrics["best_val_acc"] > 0.3, f"{variant} did not learn: {metrics}"
+        assert metrics["images_per_second"] > 0 and metrics["wall_seconds"] > 0
+        epochs = (repo / f"plots/train_{variant}/epochs.csv").read_text().splitlines()
+        assert epochs[0] == "epoch,train_loss,train_acc,val_loss,val_acc,seconds" and len(epochs) == 4
+        confusion = (repo / f"plots/confusion/{variant}.csv").read_text().splitlines()
+        assert confusion[0] == "actual,predicted" and len(confusion) == 501
+    test = json.loads((repo / "metrics/test.json").read_text())
+    assert all(test[v]["test_acc"] > 0.3 for v in VARIANTS)
+    assert set(test["baseline"]["per_class_acc"]) == {
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    }  # fmt: skip
+    report = (repo / "report/report.md").read_text()
+    assert "| staged_dropout |" in report
+    for figure in re.findall(r"\]\(([^)]+\.png)\)", report):
+        assert (repo / "report" / figure).stat().st_size > 1000
+
+    # Nothing changed: nothing runs.
+    assert ran_stages(dvc(repo, "repro").stdout) == []
+    assert "up to date" in dvc(repo, "status").stdout
+
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "results")
+    # The archive source is gone: a variation must not need the download again.
+    shutil.rmtree(tmp_path / "served")
+    result = dvc(repo, "exp", "run", "-S", "dropout.fc=0.3")
+    assert ran_stages(result.stdout) == ["train_dropout", "evaluate_test", "report"]
+
+    shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)
+    experiments = [
+        exp for row in shown for exp in (row.get("experiments") or []) for exp in exp.get("revs", [])
+    ]
+    changed = [e for e in experiments if e["data"]["params"]["params.yaml"]["data"]["dropout"]["fc"] == 0.3]
+    assert len(changed) == 1, json.dumps(shown)[:3000]
+    metrics = changed[0]["data"]["metrics"]
+    assert metrics["metrics/train_dropout.json"]["data"]["best_val_acc"] > 0.3
+    assert 0 < metrics["metrics/test.json"]["data"]["dropout"]["test_acc"] <= 1
+    assert "metrics/train_baseline.json" in metrics

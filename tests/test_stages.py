@@ -1,0 +1,110 @@
+"""Stage entry points: clear errors, no outputs on failure, and a SIGKILLed training resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from project import copy_project, environment, run
+
+from convlab.cifar import file_md5, read_archive
+from convlab.data import Prepared, normalization_stats, save_prepared, split_dataset
+
+TIMINGS = {"train_seconds", "wall_seconds", "images_per_second"}
+
+
+def prepared_project(tmp_path: Path, archive: Path, **params: dict) -> Path:
+    repo = copy_project(tmp_path, {"train": {"lr": 0.01, "log_every": 10}, **params})
+    train, val, test = split_dataset(read_archive(archive), 200)
+    save_prepared(
+        repo / "data/prepared", Prepared(train, val, test, normalization_stats(train.x, "standardize"))
+    )
+    return repo
+
+
+def test_download_stage_prefers_cifar10_url(tmp_path: Path, small_archive: Path) -> None:
+    repo = copy_project(
+        tmp_path, {"data": {"url": "http://127.0.0.1:9/unreachable.tar.gz", "md5": file_md5(small_archive)}}
+    )
+    result = run(repo, sys.executable, "stages/download.py", CIFAR10_URL=small_archive.as_uri())
+    assert "accepted by its md5" in result.stdout
+    assert file_md5(repo / "data/raw/cifar-10-python.tar.gz") == file_md5(small_archive)
+
+
+def test_download_stage_with_wrong_checksum_fails_cleanly(tmp_path: Path, small_archive: Path) -> None:
+    repo = copy_project(tmp_path, {"data": {"url": small_archive.as_uri()}})  # the official md5
+    result = run(repo, sys.executable, "stages/download.py", check=False)
+    assert result.returncode == 1
+    assert "download: error: not the expected CIFAR-10 archive" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list((repo / "data/raw").iterdir()) == []
+
+
+def test_bad_params_fail_before_any_work(tmp_path: Path, small_archive: Path) -> None:
+    repo = prepared_project(tmp_path, small_archive, dropout={"fc": 1.5})
+    result = run(repo, sys.executable, "stages/train.py", "baseline", check=False)
+    assert result.returncode == 1
+    assert "dropout.fc = 1.5 is not allowed: expected a dropout rate in [0, 1)" in result.stderr
+    assert not (repo / "metrics").exists() and not (repo / "models").exists()
+
+
+def test_diverging_training_writes_no_metrics(tmp_path: Path, small_archive: Path) -> None:
+    repo = prepared_project(tmp_path, small_archive, train={"lr": 1e6, "log_every": 10})
+    result = run(repo, sys.executable, "stages/train.py", "baseline", check=False)
+    assert result.returncode == 1
+    assert "train: error: training loss became" in result.stderr and "at step" in result.stderr
+    assert not (repo / "metrics/train_baseline.json").exists()
+    assert not (repo / "models/baseline.pt").exists()
+
+
+def test_sigkilled_training_resumes_to_the_uninterrupted_metrics(tmp_path: Path, small_archive: Path) -> None:
+    epochs = {"epochs": 4}
+    clean = prepared_project(tmp_path / "clean", small_archive, staged_dropout=epochs)
+    killed = prepared_project(tmp_path / "killed", small_archive, staged_dropout=epochs)
+    run(clean, sys.executable, "stages/train.py", "staged_dropout")
+
+    process = subprocess.Popen(
+        [sys.executable, "stages/train.py", "staged_dropout"],
+        cwd=killed,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:  # wait until epoch 2 is finished and saved, then kill mid-epoch 3
+        if line.startswith("epoch   2/4"):
+            time.sleep(0.1)
+            break
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (killed / "metrics/train_staged_dropout.json").exists()
+    assert (killed / ".convlab/resume/train_staged_dropout.pt").exists()
+
+    result = run(killed, sys.executable, "stages/train.py", "staged_dropout")
+    assert "resumed after epoch 2" in result.stdout
+    metrics = [
+        json.loads((repo / "metrics/train_staged_dropout.json").read_text()) for repo in (clean, killed)
+    ]
+    for m in metrics:
+        for key in TIMINGS:
+            m.pop(key)
+    assert metrics[0] == metrics[1]
+    curves = [(repo / "plots/train_staged_dropout/steps.csv").read_text() for repo in (clean, killed)]
+    assert curves[0] == curves[1]
+    assert not (killed / ".convlab/resume/train_staged_dropout.pt").exists()
+
+
+@pytest.mark.parametrize("variant", ["wide", ""])
+def test_unknown_variant(tmp_path: Path, small_archive: Path, variant: str) -> None:
+    repo = copy_project(tmp_path)
+    result = run(repo, sys.executable, "stages/train.py", *([variant] if variant else []), check=False)
+    assert result.returncode == 1
+    assert ("unknown variant 'wide'" if variant else "usage: python stages/train.py VARIANT") in result.stderr

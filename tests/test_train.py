@@ -1,0 +1,158 @@
+"""Training is seeded and exact on the CPU, its speed-ups are switchable, and it fails loudly."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from convlab.cifar import read_archive
+from convlab.data import normalization_stats, split_dataset
+from convlab.device_data import DeviceImages
+from convlab.params import TrainParams, VariantParams
+from convlab.runtime import resolve_runtime
+from convlab.train import DivergenceError, History, train
+
+PARAMS = TrainParams(
+    batch_size=32,
+    lr=0.01,
+    momentum=0.9,
+    log_every=10,
+    eval_batch_size=64,
+    device="cpu",
+    precision="auto",
+    channels_last=True,
+    compile="off",
+)
+VARIANT = VariantParams(epochs=2, pool1=0.1, pool2=0.2, fc=0.5)
+
+
+@pytest.fixture(scope="module")
+def splits(small_archive: Path):
+    train_split, val_split, _ = split_dataset(read_archive(small_archive), 200)
+    return train_split, val_split, normalization_stats(train_split.x, "standardize")
+
+
+def run(splits, params: TrainParams = PARAMS, variant: VariantParams = VARIANT, seed: int = 0, **kwargs):
+    train_split, val_split, norm = splits
+    runtime = resolve_runtime(params)
+    return train(
+        DeviceImages(train_split, norm, runtime),
+        DeviceImages(val_split, norm, runtime),
+        variant,
+        params,
+        runtime,
+        seed,
+        progress=False,
+        **kwargs,
+    )
+
+
+def curves(history: History) -> tuple:
+    return (
+        [(s.step, s.train_loss, s.train_acc) for s in history.steps],
+        [(e.train_loss, e.train_acc, e.val_loss, e.val_acc) for e in history.epochs],
+    )
+
+
+def test_same_seed_gives_identical_metrics_on_cpu(splits) -> None:
+    first, second = run(splits), run(splits)
+    assert curves(first.history) == curves(second.history)
+    assert first.best_epoch == second.best_epoch
+    assert all(torch.equal(first.best_state[k], second.best_state[k]) for k in first.best_state)
+
+
+def test_another_seed_gives_another_run(splits) -> None:
+    assert curves(run(splits).history) != curves(run(splits, seed=1).history)
+
+
+def test_learns_the_synthetic_classes_well_above_chance(splits) -> None:
+    result = run(splits, variant=dataclasses.replace(VARIANT, epochs=3, pool1=0, pool2=0, fc=0))
+    assert result.best_val_acc > 0.5
+    assert [e.epoch for e in result.history.epochs] == [1, 2, 3]
+    # 800 images / 32 = 25 steps an epoch, logged every 10 steps.
+    assert [s.step for s in result.history.steps] == [10, 20, 30, 40, 50, 60, 70]
+    assert result.images_per_second > 0
+
+
+def test_best_checkpoint_is_the_best_validation_epoch(splits) -> None:
+    result = run(splits, variant=dataclasses.replace(VARIANT, epochs=3))
+    accs = [e.val_acc for e in result.history.epochs]
+    assert result.best_val_acc == max(accs)
+    assert result.best_epoch == accs.index(max(accs)) + 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "precision", "channels_last", "compiled"),
+    [
+        ({"precision": "fp32", "channels_last": False, "compile": "off"}, "fp32", False, False),
+        ({"precision": "bf16"}, "bf16", True, False),
+        ({"compile": "on"}, None, True, True),
+    ],
+)
+def test_optimizations_are_switched_by_params(overrides, precision, channels_last, compiled) -> None:
+    runtime = resolve_runtime(dataclasses.replace(PARAMS, **overrides))
+    if precision is not None:
+        assert runtime.precision == precision
+    assert runtime.channels_last is channels_last
+    assert runtime.compile is compiled
+
+
+def test_fp32_and_bf16_both_train_and_differ(splits) -> None:
+    fp32 = run(splits, dataclasses.replace(PARAMS, precision="fp32", channels_last=False))
+    bf16 = run(splits, dataclasses.replace(PARAMS, precision="bf16"))
+    assert curves(fp32.history) != curves(bf16.history)
+    assert abs(fp32.best_val_acc - bf16.best_val_acc) < 0.15
+
+
+def test_divergence_stops_at_once_naming_the_step(splits) -> None:
+    params = dataclasses.replace(PARAMS, lr=1e6, log_every=1000)
+    with pytest.raises(DivergenceError, match=r"became (nan|inf) at step \d+ \(epoch 1\).*lr=1000000.0"):
+        run(splits, params)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_gives_the_uninterrupted_metrics(splits, tmp_path: Path) -> None:
+    variant = dataclasses.replace(VARIANT, epochs=3)
+    uninterrupted = run(splits, variant=variant)
+
+    def die_after_first_epoch(history: History) -> None:
+        if len(history.epochs) == 1:
+            raise Killed
+
+    state = tmp_path / "resume.pt"
+    with pytest.raises(Killed):
+        run(splits, variant=variant, resume_path=state, resume_key="k", on_epoch=die_after_first_epoch)
+    resumed = run(splits, variant=variant, resume_path=state, resume_key="k")
+    assert resumed.resumed_from_epoch == 1
+    assert curves(resumed.history) == curves(uninterrupted.history)
+    assert all(torch.equal(resumed.best_state[k], uninterrupted.best_state[k]) for k in resumed.best_state)
+
+
+def test_resume_state_of_another_run_is_ignored(splits, tmp_path: Path) -> None:
+    state = tmp_path / "resume.pt"
+    run(splits, resume_path=state, resume_key="old-params")
+    fresh = run(splits, resume_path=state, resume_key="new-params")
+    assert fresh.resumed_from_epoch == 0
+
+
+def test_damaged_resume_state_starts_fresh(splits, tmp_path: Path) -> None:
+    state = tmp_path / "resume.pt"
+    state.write_bytes(b"not a checkpoint")
+    assert run(splits, resume_path=state, resume_key="k").resumed_from_epoch == 0
+
+
+def test_batches_are_normalized_on_the_device(splits) -> None:
+    train_split, _, norm = splits
+    images = DeviceImages(train_split, norm, resolve_runtime(PARAMS))
+    x, y = images.batch(torch.arange(len(images)))
+    assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+    assert np.allclose(x.mean(dim=(0, 2, 3)).numpy(), 0, atol=1e-4)
+    assert np.allclose(x.std(dim=(0, 2, 3)).numpy(), 1, atol=1e-3)
+    assert torch.equal(y, torch.from_numpy(train_split.y).long())
