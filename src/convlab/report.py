@@ -54,7 +54,7 @@ def plot_first_image(image: np.ndarray, label: int, path: Path) -> None:
 
 def plot_grid(images: np.ndarray, labels: np.ndarray, path: Path, columns: int = 10) -> None:
     rows = math.ceil(len(images) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.25))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.25), layout="constrained")
     for ax in np.ravel(axes):
         ax.axis("off")
     for ax, image, label in zip(np.ravel(axes), images, labels, strict=False):
@@ -94,7 +94,7 @@ def plot_validation(results: list[VariantResult], path: Path) -> None:
 
 
 def plot_confusions(results: list[VariantResult], path: Path) -> None:
-    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 5))
+    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 5.4), layout="constrained")
     for ax, result in zip(np.atleast_1d(axes), results, strict=True):
         ax.imshow(result.confusion, cmap="Blues")
         for (i, j), count in np.ndenumerate(result.confusion):
@@ -110,7 +110,8 @@ def plot_confusions(results: list[VariantResult], path: Path) -> None:
         ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=90, fontsize=7)
         ax.set_yticks(range(len(CLASSES)), CLASSES, fontsize=7)
         ax.set_xlabel("predicted")
-        ax.set_ylabel("actual")
+        if ax is np.atleast_1d(axes)[0]:
+            ax.set_ylabel("actual")
         ax.set_title(f"{result.name}: test accuracy {result.test['test_acc']:.1%}")
     _save(fig, path)
 
