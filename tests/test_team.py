@@ -1,0 +1,163 @@
+"""Team workflows on DVC's own machinery: push/pull through local and S3 remotes, queued sweeps."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from project import copy_project, dvc, git, run
+
+from convlab.cifar import file_md5
+from convlab.synthetic import write_archive
+
+pytestmark = pytest.mark.slow
+
+OUTPUTS = [
+    "data/raw/cifar-10-python.tar.gz",
+    "data/prepared/train.npz",
+    "models/baseline.pt",
+    "models/dropout.pt",
+    "models/staged_dropout.pt",
+]
+
+
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small project, reproduced once and committed, shared by the tests below."""
+    root = tmp_path_factory.mktemp("team")
+    archive = write_archive(root / "cifar-10-python.tar.gz", per_batch=200, test_size=200)
+    one_epoch = {"epochs": 1}
+    repo = copy_project(
+        root / "repo",
+        {
+            "data": {"url": archive.as_uri(), "md5": file_md5(archive), "val_size": 200},
+            "train": {"lr": 0.01, "log_every": 10, "eval_batch_size": 200},
+            "baseline": one_epoch,
+            "dropout": one_epoch,
+            "staged_dropout": one_epoch,
+        },
+    )
+    dvc(repo, "repro")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "small results")
+    return repo
+
+
+def clone(repo: Path, target: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", str(repo), str(target)], check=True)
+    return target
+
+
+def assert_round_trip(repo: Path, remote: str, target: Path, **env: str) -> None:
+    """Pulled outputs equal the pushed ones, and `dvc repro` then trains nothing."""
+    copy = clone(repo, target)
+    for name, value in remote_config(repo).items():
+        dvc(copy, "remote", "add", "--local", "-f", name, value["url"])
+        for option, setting in value.items():
+            if option != "url":
+                dvc(copy, "remote", "modify", "--local", name, option, setting)
+    dvc(copy, "pull", "-r", remote, **env)
+    for output in OUTPUTS:
+        assert (copy / output).read_bytes() == (repo / output).read_bytes(), output
+    assert "up to date" in dvc(copy, "status").stdout
+    assert ran_stages(dvc(copy, "repro").stdout) == []
+
+
+def remote_config(repo: Path) -> dict[str, dict[str, str]]:
+    """The remotes configured in the repo's .dvc/config.local, as {name: {option: value}}."""
+    config: dict[str, dict[str, str]] = {}
+    current = None
+    for line in (repo / ".dvc/config.local").read_text().splitlines():
+        if match := re.match(r"\['remote \"(.+)\"'\]", line.strip()):
+            current = config.setdefault(match.group(1), {})
+        elif current is not None and "=" in line:
+            key, value = (part.strip() for part in line.split("=", 1))
+            current[key] = value
+    return config
+
+
+def test_push_and_pull_through_a_local_remote(reproduced: Path, tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    dvc(reproduced, "remote", "add", "--local", "-f", "folder", str(storage))
+    dvc(reproduced, "push", "--run-cache", "-r", "folder")
+    assert any((storage / "files").rglob("*"))
+    assert any((storage / "runs").rglob("*"))  # the run cache went too
+    assert_round_trip(reproduced, "folder", tmp_path / "clone")
+
+
+@pytest.fixture
+def s3_server():
+    """moto's S3 server on loopback, with a bucket; stopped after the test."""
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    pytest.importorskip("dvc_s3")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    credentials = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket="convlab-team")
+    yield endpoint, credentials
+    server.stop()
+
+
+def test_push_and_pull_through_s3(reproduced: Path, tmp_path: Path, s3_server) -> None:
+    endpoint, credentials = s3_server
+    dvc(reproduced, "remote", "add", "--local", "-f", "team", "s3://convlab-team/cache")
+    dvc(reproduced, "remote", "modify", "--local", "team", "endpointurl", endpoint)
+    dvc(reproduced, "push", "--run-cache", "-r", "team", **credentials)
+    assert_round_trip(reproduced, "team", tmp_path / "clone", **credentials)
+
+
+def wait_for_queue(repo: Path, timeout: float = 600) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = dvc(repo, "queue", "status").stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            return status
+        time.sleep(3)
+    dvc(repo, "queue", "kill", "--all", check=False)
+    raise AssertionError(f"queue did not finish in {timeout} s:\n{status}")
+
+
+def test_queued_sweep_with_two_workers_and_its_table(reproduced: Path, tmp_path: Path) -> None:
+    dvc(reproduced, "exp", "run", "--queue", "-S", "dropout.fc=0.2,0.4")
+    try:
+        dvc(reproduced, "queue", "start", "-j", "2")
+        status = wait_for_queue(reproduced)
+    finally:
+        dvc(reproduced, "queue", "stop", "--kill", check=False)
+    assert status.count("Success") == 2, status
+
+    shown = json.loads(dvc(reproduced, "exp", "show", "--json").stdout)
+    runs = [rev for row in shown for exp in (row.get("experiments") or []) for rev in exp["revs"]]
+    values = sorted(r["data"]["params"]["params.yaml"]["data"]["dropout"]["fc"] for r in runs)
+    assert values == [0.2, 0.4]
+    for r in runs:
+        assert r["data"]["metrics"]["metrics/train_dropout.json"]["data"]["best_val_acc"] > 0
+
+    out = tmp_path / "sweep"
+    result = run(reproduced, sys.executable, "tools/sweep.py", "dropout.fc", "--out", str(out))
+    table = (out / "dropout.fc.md").read_text()
+    assert re.search(r"^\| 0\.2 \|", table, re.M) and re.search(r"^\| 0\.4 \|", table, re.M)
+    assert (out / "dropout.fc.png").stat().st_size > 1000
+    assert "| 0.2 |" in result.stdout

@@ -1,0 +1,145 @@
+"""Turn `dvc exp show --json` into a table and a plot of accuracy against one swept param.
+
+    dvc exp run --queue -S 'dropout.fc=0.2,0.3,0.4,0.5' && dvc queue start -j 2
+    python tools/sweep.py dropout.fc            # after the queue has finished
+
+For a param of one variant's section (dropout.fc) it shows that variant's best validation and
+test accuracy; for a shared param (seed, train.lr, data.normalize) all three variants'. Every
+committed result and every experiment is one row, so a value run twice shows twice. Writes
+<out>/<param>.md and <out>/<param>.png and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+VARIANTS = ("baseline", "dropout", "staged_dropout")
+
+
+def experiments(shown: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, data) of every commit row and every experiment in `dvc exp show --json` output."""
+    found = []
+    for row in shown:
+        if row.get("rev") != "workspace" and row.get("data"):
+            found.append((row.get("name") or row["rev"][:7], row["data"]))
+        for group in row.get("experiments") or []:
+            for rev in group.get("revs", []):
+                if rev.get("data"):
+                    found.append((rev.get("name") or rev["rev"][:7], rev["data"]))
+    return found
+
+
+def _lookup(tree: dict[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def sweep_rows(shown: list[dict[str, Any]], param: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """Rows of {value, experiment, <variant> val, <variant> test}, sorted by value."""
+    section = param.split(".")[0]
+    variants = [section] if section in VARIANTS else list(VARIANTS)
+    rows = []
+    for name, data in experiments(shown):
+        value = _lookup(data.get("params", {}).get("params.yaml", {}).get("data", {}), param)
+        if value is None:
+            continue
+        metrics = data.get("metrics") or {}
+        row: dict[str, Any] = {"value": value, "experiment": name}
+        for variant in variants:
+            train = (metrics.get(f"metrics/train_{variant}.json") or {}).get("data", {})
+            test = (metrics.get("metrics/test.json") or {}).get("data", {}).get(variant, {})
+            row[f"{variant} val"] = train.get("best_val_acc")
+            row[f"{variant} test"] = test.get("test_acc")
+        rows.append(row)
+    rows.sort(key=lambda r: (str(type(r["value"])), r["value"], r["experiment"]))
+    return variants, rows
+
+
+def markdown(param: str, rows: list[dict[str, Any]]) -> str:
+    columns = list(rows[0]) if rows else ["value", "experiment"]
+    lines = ["| " + " | ".join(param if c == "value" else c for c in columns) + " |"]
+    lines.append("|" + "---|" * len(columns))
+    for row in rows:
+        cells = []
+        for c in columns:
+            v = row[c]
+            cells.append(f"{100 * v:.1f}%" if isinstance(v, float) and c != "value" else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(param: str, variants: list[str], rows: list[dict[str, Any]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    numeric = all(isinstance(r["value"], (int, float)) and not isinstance(r["value"], bool) for r in rows)
+    labels = sorted({r["value"] for r in rows}, key=str) if not numeric else None
+    for variant in variants:
+        for kind, marker in (("val", "o"), ("test", "s")):
+            points = [
+                (r["value"], r[f"{variant} {kind}"]) for r in rows if r[f"{variant} {kind}"] is not None
+            ]
+            if not points:
+                continue
+            xs = [x if numeric else labels.index(x) for x, _ in points]  # type: ignore[union-attr]
+            ax.plot(
+                xs,
+                [y for _, y in points],
+                marker=marker,
+                linestyle="-" if numeric else "",
+                label=f"{variant} {'best validation' if kind == 'val' else 'test'}",
+            )
+    if not numeric:
+        ax.set_xticks(range(len(labels)), [str(v) for v in labels])  # type: ignore[arg-type]
+    ax.set_xlabel(param)
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"accuracy against {param}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("param", help="the swept param, as typed with -S (e.g. dropout.fc)")
+    parser.add_argument("--json", type=Path, help="saved `dvc exp show --json` output (default: run it)")
+    parser.add_argument("--out", type=Path, default=Path("sweeps"), help="folder for the table and plot")
+    args = parser.parse_args()
+    if args.json:
+        shown = json.loads(args.json.read_text())
+    else:
+        result = subprocess.run(
+            [sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            sys.exit(f"sweep: error: dvc exp show failed:\n{result.stderr}")
+        shown = json.loads(result.stdout)
+    variants, rows = sweep_rows(shown, args.param)
+    if not rows:
+        sys.exit(
+            f"sweep: error: no experiment has a value for {args.param!r}; is the name as in params.yaml?"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = markdown(args.param, rows)
+    (args.out / f"{args.param}.md").write_text(table)
+    plot(args.param, variants, rows, args.out / f"{args.param}.png")
+    print(table, end="")
+    print(f"sweep: wrote {args.out / (args.param + '.md')} and {args.out / (args.param + '.png')}")
+
+
+if __name__ == "__main__":
+    main()
