@@ -1,0 +1,70 @@
+"""tools/sweep.py turns `dvc exp show --json` into one row per committed result and experiment."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SPEC = importlib.util.spec_from_file_location("sweep", Path(__file__).parents[1] / "tools" / "sweep.py")
+sweep = importlib.util.module_from_spec(SPEC)  # type: ignore[arg-type]
+SPEC.loader.exec_module(sweep)  # type: ignore[union-attr]
+
+
+def data(fc: float, lr: float, val: float, test: float) -> dict:
+    return {
+        "params": {"params.yaml": {"data": {"dropout": {"fc": fc}, "train": {"lr": lr}}}},
+        "metrics": {
+            "metrics/train_dropout.json": {"data": {"best_val_acc": val}},
+            "metrics/test.json": {"data": {"dropout": {"test_acc": test}}},
+        },
+    }
+
+
+SHOWN = [
+    {"rev": "workspace", "data": data(0.1, 0.001, 0.77, 0.74), "experiments": None},
+    {
+        "rev": "ad79c34aaaa",
+        "name": "main",
+        "data": data(0.1, 0.001, 0.77, 0.74),
+        "experiments": [
+            {"revs": [{"rev": "e1", "name": "big", "data": data(0.5, 0.001, 0.78, 0.75)}]},
+            {"revs": [{"rev": "e2", "name": "mid", "data": data(0.3, 0.001, 0.79, 0.76)}]},
+            {"revs": [{"rev": "e3", "name": "broken", "data": {}}]},  # a failed experiment
+        ],
+    },
+]
+
+
+def test_rows_are_sorted_by_value_and_skip_the_workspace_and_failures() -> None:
+    variants, rows = sweep.sweep_rows(SHOWN, "dropout.fc")
+    assert variants == ["dropout"]
+    assert [(r["value"], r["experiment"]) for r in rows] == [(0.1, "main"), (0.3, "mid"), (0.5, "big")]
+    assert rows[1]["dropout val"] == 0.79 and rows[1]["dropout test"] == 0.76
+
+
+def test_a_shared_param_shows_every_variant() -> None:
+    variants, rows = sweep.sweep_rows(SHOWN, "train.lr")
+    assert variants == ["baseline", "dropout", "staged_dropout"]
+    assert [r["experiment"] for r in rows] == ["big", "main", "mid"]  # equal values: by name
+    main = rows[1]
+    assert main["baseline val"] is None and main["dropout val"] == 0.77
+
+
+def test_markdown_table_and_plot(tmp_path: Path) -> None:
+    variants, rows = sweep.sweep_rows(SHOWN, "dropout.fc")
+    table = sweep.markdown("dropout.fc", rows)
+    assert table.splitlines()[0] == "| dropout.fc | experiment | dropout val | dropout test |"
+    assert "| 0.3 | mid | 79.0% | 76.0% |" in table
+    sweep.plot("dropout.fc", variants, rows, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_unknown_param_has_no_rows() -> None:
+    assert sweep.sweep_rows(SHOWN, "dropout.rate")[1] == []
+
+
+@pytest.mark.parametrize("param", ["seed", "data.normalize"])
+def test_params_absent_from_every_experiment(param: str) -> None:
+    assert sweep.sweep_rows(SHOWN, param)[1] == []
