@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,3 +78,8 @@ def run(cwd: Path, *args: str, check: bool = True, **env: str) -> subprocess.Com
 
 def dvc(cwd: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
     return run(cwd, sys.executable, "-m", "dvc", *args, check=check, **env)
+
+
+def ran_stages(output: str) -> list[str]:
+    """The stages a `dvc repro` or `dvc exp run` output says it ran, in order."""
+    return re.findall(r"Running stage '([^']+)'", output)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from loopback import LoopbackServer
-from project import copy_project, dvc, git
+from project import copy_project, dvc, git, ran_stages
 
 from convlab.cifar import file_md5
 from convlab.synthetic import write_archive
@@ -33,10 +33,6 @@ def small_params(url: str, md5: str) -> dict:
         "dropout": epochs,
         "staged_dropout": epochs,
     }
-
-
-def ran_stages(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
 
 
 def test_repro_then_experiment(tmp_path: Path) -> None:

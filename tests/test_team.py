@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from project import copy_project, dvc, git, run
+from project import copy_project, dvc, git, ran_stages, run
 
 from convlab.cifar import file_md5
 from convlab.synthetic import write_archive
@@ -24,10 +24,6 @@ OUTPUTS = [
     "models/dropout.pt",
     "models/staged_dropout.pt",
 ]
-
-
-def ran_stages(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
 
 
 @pytest.fixture(scope="module")

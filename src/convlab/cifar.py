@@ -109,10 +109,8 @@ def _member_name(info: tarfile.TarInfo) -> str | None:
 
 def _read_members(path: Path) -> dict[str, bytes]:
     with path.open("rb") as handle:
-        magic = handle.read(2)
-    if magic != b"\x1f\x8b":
-        with path.open("rb") as handle:
-            head = handle.read(60)
+        head = handle.read(60)
+    if head[:2] != b"\x1f\x8b":
         raise ArchiveError(
             f"{path} is not a gzip archive (it starts with {head!r}); "
             "was an error page or an empty file saved instead?"
