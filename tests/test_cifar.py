@@ -208,3 +208,32 @@ def test_wrong_class_names(tmp_path: Path) -> None:
     meta = _pickle({b"label_names": [b"a"] * 10})
     with pytest.raises(ArchiveError, match="class names"):
         read_archive(_archive_with(tmp_path, **{"batches.meta": meta}))
+
+
+class _FakeArray:
+    """Pickles like a numpy array, with whatever state a crafted archive might claim."""
+
+    def __init__(self, state: tuple, cls: object = np.ndarray) -> None:
+        self.state, self.cls = state, cls
+
+    def __reduce__(self) -> tuple:
+        return (np._core.multiarray._reconstruct, (self.cls, (0,), b"b"), self.state)
+
+
+@pytest.mark.parametrize(
+    ("state", "cls", "message"),
+    [
+        ((1, (20, 3072), np.dtype("u1"), False, b"\0" * 100), np.ndarray, "holds 100 bytes, not 61440"),
+        ((1, (20, 3072), np.dtype("O"), False, b""), np.ndarray, "dtype 'O8'"),
+        ((1, (20, 3072), np.dtype(">u2"), False, b"\0" * 122880), np.ndarray, "dtype 'u2'"),
+        ((1, (-1, 3072), np.dtype("u1"), False, b""), np.ndarray, "malformed numpy array shape"),
+        ((1, (20, 3072)), np.ndarray, "malformed numpy array state"),
+        ((1, (20, 3072), np.dtype("u1"), False, b"\0" * 61440), np.dtype, "other than a numpy array"),
+    ],
+)
+def test_crafted_array_state_is_refused_before_numpy_sees_it(tmp_path: Path, state, cls, message) -> None:
+    from convlab.synthetic import _pickle
+
+    batch = _pickle({b"data": _FakeArray(state, cls), b"labels": [0] * 20})
+    with pytest.raises(ArchiveError, match=message):
+        read_archive(_archive_with(tmp_path, data_batch_1=batch))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import pickle
 import tarfile
 import zlib
@@ -31,14 +32,6 @@ CLASSES = (
 )  # fmt: skip
 IMAGE_SHAPE = (3, 32, 32)
 PIXELS = 3 * 32 * 32
-
-# The only globals a CIFAR-10 pickle refers to (numpy 1 and numpy 2 spell the module apart).
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-}
 
 
 class ArchiveError(ValueError):
@@ -62,25 +55,89 @@ class Cifar10:
         return digest.hexdigest()
 
 
+# The unpickler never calls numpy on the archive's bytes. The three globals a CIFAR-10 batch
+# names (numpy's _reconstruct, ndarray, dtype) are answered with the inert stand-ins below, which
+# only record what the pickle says; arrays are then built from those records by np.frombuffer
+# after their dtype, shape and byte count have been checked. Any other global is refused.
+class _NdarrayName:
+    """Stands for numpy.ndarray, the class argument of _reconstruct."""
+
+
+class _DtypeRecord:
+    def __init__(self, code: object = None, *_: object) -> None:
+        self.code = code.decode("latin-1") if isinstance(code, bytes) else code
+        self.order: object = "|"
+
+    def __setstate__(self, state: object) -> None:
+        if isinstance(state, tuple) and len(state) > 1:
+            order = state[1]
+            self.order = order.decode("latin-1") if isinstance(order, bytes) else order
+
+
+class _ArrayRecord:
+    state: object = None
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state
+
+
+def _reconstruct(cls: object, *_: object) -> _ArrayRecord:
+    if cls is not _NdarrayName:
+        raise ArchiveError("pickle reconstructs something other than a numpy array")
+    return _ArrayRecord()
+
+
+_STAND_INS = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): _NdarrayName,
+    ("numpy", "dtype"): _DtypeRecord,
+}
+# Plain numeric dtypes, little-endian or byte-order free. CIFAR-10 stores uint8 images; the
+# others are read only so that the batch check can say which dtype a wrong archive holds.
+_NUMERIC_CODES = {"u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8"}
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> object:
-        if (module, name) not in _ALLOWED_GLOBALS:
+        if (module, name) not in _STAND_INS:
             raise ArchiveError(
                 f"pickle asks for {module}.{name}, which CIFAR-10 never uses; refusing to load it"
             )
-        return super().find_class(module, name)
+        return _STAND_INS[(module, name)]
+
+
+def _to_array(record: _ArrayRecord) -> np.ndarray:
+    """Build the array a record describes, or raise naming what does not fit."""
+    state = record.state
+    if not (isinstance(state, tuple) and len(state) == 5):
+        raise ArchiveError("malformed numpy array state")
+    _, shape, dtype, fortran, raw = state
+    if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
+        raise ArchiveError(f"malformed numpy array shape {shape!r}")
+    if not (isinstance(dtype, _DtypeRecord) and dtype.code in _NUMERIC_CODES and dtype.order in "|<="):
+        code = getattr(dtype, "code", dtype)
+        raise ArchiveError(f"numpy array of dtype {code!r}: only plain numeric arrays are accepted")
+    if not isinstance(raw, bytes) or not isinstance(fortran, bool):
+        raise ArchiveError("malformed numpy array data")
+    kind = np.dtype(f"<{dtype.code}")
+    if len(raw) != math.prod(shape) * kind.itemsize:
+        raise ArchiveError(
+            f"numpy array of shape {shape} holds {len(raw)} bytes, not {math.prod(shape) * kind.itemsize}"
+        )
+    return np.frombuffer(raw, dtype=kind).reshape(shape, order="F" if fortran else "C")
 
 
 def _unpickle(raw: bytes, member: str) -> dict:
     try:
         obj = _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        if not isinstance(obj, dict):
+            raise ArchiveError(f"expected a dict, found {type(obj).__name__}")
+        return {k: _to_array(v) if isinstance(v, _ArrayRecord) else v for k, v in obj.items()}
     except ArchiveError as err:
         raise ArchiveError(f"{member}: {err}") from None
     except Exception as err:  # a malformed pickle can raise almost anything
         raise ArchiveError(f"{member}: not a readable pickle ({type(err).__name__}: {err})") from None
-    if not isinstance(obj, dict):
-        raise ArchiveError(f"{member}: expected a dict, found {type(obj).__name__}")
-    return obj
 
 
 def _member_name(info: tarfile.TarInfo) -> str | None:
@@ -146,7 +203,7 @@ def _check_classes(meta: dict) -> None:
     names = meta.get(b"label_names")
     if not isinstance(names, list):
         raise ArchiveError(f"{META}: no label_names list")
-    decoded = tuple(n.decode() if isinstance(n, bytes) else n for n in names)
+    decoded = tuple(n.decode(errors="replace") if isinstance(n, bytes) else n for n in names)
     if decoded != CLASSES:
         raise ArchiveError(f"{META}: class names {decoded} differ from CIFAR-10's {CLASSES}")
 
