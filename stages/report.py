@@ -24,12 +24,13 @@ def _rows(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def _confusion(path: Path) -> np.ndarray:
+def _predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Actual and predicted class of every test image, in test order."""
     index = {name: i for i, name in enumerate(CLASSES)}
     with path.open() as handle:
         pairs = [(index[row["actual"]], index[row["predicted"]]) for row in csv.DictReader(handle)]
     actual, predicted = np.array(pairs).T
-    return confusion_matrix(actual, predicted)
+    return actual, predicted
 
 
 def main(argv: list[str]) -> None:
@@ -38,6 +39,7 @@ def main(argv: list[str]) -> None:
     results = []
     for name in VARIANTS:
         variant = params.variant(name)
+        actual, predicted = _predictions(Path(f"plots/confusion/{name}.csv"))
         results.append(
             VariantResult(
                 name=name,
@@ -45,7 +47,8 @@ def main(argv: list[str]) -> None:
                 epochs=_rows(Path(f"plots/train_{name}/epochs.csv")),
                 train=json.loads(Path(f"metrics/train_{name}.json").read_text()),
                 test=test_metrics[name],
-                confusion=_confusion(Path(f"plots/confusion/{name}.csv")),
+                confusion=confusion_matrix(actual, predicted),
+                correct=actual == predicted,
             )
         )
     splits = load_prepared(PREPARED, ("train", "val", "test"))

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 
 from convlab.cifar import CLASSES  # noqa: E402
 from convlab.evaluate import per_class_accuracy  # noqa: E402
+from convlab.stats import binomial_standard_error, mcnemar  # noqa: E402
 
 # What the study being reproduced reported, for comparison (validation / test accuracy).
 REFERENCE = {
@@ -32,11 +33,7 @@ class VariantResult:
     train: dict  # metrics/train_<variant>.json
     test: dict  # metrics/test.json[<variant>]
     confusion: np.ndarray  # counts[actual, predicted]
-
-
-def standard_error(accuracy: float, n: int) -> float:
-    """Binomial standard error of an accuracy measured on n images."""
-    return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n)
+    correct: np.ndarray  # per test image, in test order: did the best checkpoint get it right
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -139,12 +136,32 @@ def markdown(results: list[VariantResult], val_size: int, test_size: int, normal
             f"| {t['runtime']} | {REFERENCE.get(r.name, '')} |"
         )
     typical = results[0].train["best_val_acc"]
+    val_se = binomial_standard_error(typical, val_size)
     lines += [
         "",
-        f"Noise: one run each. At {_pct(typical)} accuracy the standard error of a "
-        f"{val_size:,}-image validation set is {_pct(standard_error(typical, val_size))} and of the "
-        f"{test_size:,}-image test set {_pct(standard_error(typical, test_size))}; differences "
-        "smaller than about twice that are not evidence that one variant is better.",
+        f"Noise: one run each. At {_pct(typical)} accuracy one {val_size:,}-image validation "
+        f"measurement has a standard error of {_pct(val_se)}, so the difference of two runs' "
+        f"validation accuracies must exceed about {100 * 1.96 * math.sqrt(2) * val_se:.1f} points "
+        "before it is evidence. The test set is larger and the same images for every variant, so "
+        "the test comparison below pairs the models image by image (McNemar's exact test):",
+        "",
+        "| comparison | test accuracy difference | images only the first gets right "
+        "| only the second | p-value | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, first in enumerate(results):
+        for second in results[i + 1 :]:
+            test = mcnemar(first.correct, second.correct)
+            diff = first.test["test_acc"] - second.test["test_acc"]
+            verdict = "larger than noise" if test.p_value < 0.05 else "within noise"
+            lines.append(
+                f"| {first.name} vs {second.name} | {100 * diff:+.1f} points | {test.only_a} "
+                f"| {test.only_b} | {test.p_value:.2g} | {verdict} (5% level) |"
+            )
+    lines += [
+        "",
+        "This tests the trained models, not the recipes: how far a variant's accuracy moves "
+        "between training runs with other seeds is a further source of noise one run cannot show.",
         "",
         "## Data",
         "",
