@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of the speed issue, in one go, on a machine with CUDA and the project installed
 # (`pip install -e .`):
-#   1. bench/train_speed.py on the real archive: the textbook loop vs convlab, bf16 and fp32,
+#   1. bench/step_time.py (one step per precision/layout/compile), then
+#      bench/train_speed.py on the real archive: the textbook loop vs convlab, bf16 and fp32,
 #      torch.compile off and on (which is faster at batch 32 decides train.compile's default);
 #   2. the whole study, `dvc repro` of all three variants from a clean copy, timed, and the
 #      training seconds each variant's metrics report (target: under 60 s for all 80 epochs).
@@ -15,6 +16,7 @@ import torch
 assert torch.cuda.is_available(), "no CUDA device: this script is for a GPU machine"
 print("GPU:", torch.cuda.get_device_name(), "| torch", torch.__version__)
 PY
+python bench/step_time.py
 python bench/train_speed.py --archive "$archive" --epochs "$epochs"
 for precision in bf16 fp32; do
   for compile in off on; do
