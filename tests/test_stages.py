@@ -112,3 +112,11 @@ def test_unknown_variant(tmp_path: Path, small_archive: Path, variant: str) -> N
     result = run(repo, sys.executable, "stages/train.py", *([variant] if variant else []), check=False)
     assert result.returncode == 1
     assert ("unknown variant 'wide'" if variant else "usage: python stages/train.py VARIANT") in result.stderr
+
+
+def test_stage_run_before_its_inputs_exist_names_the_missing_file(tmp_path: Path) -> None:
+    repo = copy_project(tmp_path)
+    result = run(repo, sys.executable, "stages/evaluate_test.py", check=False)
+    assert result.returncode == 1
+    assert "evaluate_test: error:" in result.stderr and "data/prepared" in result.stderr
+    assert "Traceback" not in result.stderr

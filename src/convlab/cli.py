@@ -11,7 +11,8 @@ from convlab.download import DownloadError
 from convlab.params import ParamsError
 from convlab.train import DivergenceError
 
-EXPECTED_ERRORS = (ParamsError, ArchiveError, DataError, DownloadError, DivergenceError)
+# FileNotFoundError: a stage run by hand before the stage that makes its input.
+EXPECTED_ERRORS = (ParamsError, ArchiveError, DataError, DownloadError, DivergenceError, FileNotFoundError)
 
 
 def run_stage(name: str, main: Callable[[list[str]], None]) -> None:
