@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -124,6 +127,27 @@ def test_push_and_pull_through_s3(reproduced: Path, tmp_path: Path, s3_server) -
     assert_round_trip(reproduced, "team", tmp_path / "clone", **credentials)
 
 
+def stop_processes_in(folder: Path, grace: float = 20) -> None:
+    """End what the queue left running in folder: `dvc queue stop` only asks workers to exit."""
+    deadline = time.monotonic() + grace
+    while True:
+        left = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                    left.append(int(proc.name))
+            except OSError:
+                continue
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(1)
+
+
 def wait_for_queue(repo: Path, timeout: float = 600) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -142,6 +166,7 @@ def test_queued_sweep_with_two_workers_and_its_table(reproduced: Path, tmp_path:
         status = wait_for_queue(reproduced)
     finally:
         dvc(reproduced, "queue", "stop", "--kill", check=False)
+        stop_processes_in(reproduced)
     assert status.count("Success") == 2, status
 
     shown = json.loads(dvc(reproduced, "exp", "show", "--json").stdout)
