@@ -3,9 +3,10 @@
 The defaults ('auto') are the fastest settings measured for each device that learn the same as
 fp32 (figures in README's Performance section):
 - CPU with AMX (Intel Sapphire Rapids and later): bf16 autocast + channels-last runs a training
-  step 2.7x faster than fp32 NCHW; without AMX, bf16 is emulated and slower, so fp32.
+  step about 2.5x faster than fp32 NCHW (bench/step_time.py); without AMX, bf16 is emulated and
+  slower, so fp32.
 - CUDA: bf16 autocast where the card supports it.
-- torch.compile: slower than eager on the 2-core CPU at batch 32 (14.2 vs 8.0 ms a step), so
+- torch.compile: slower than eager on the 2-core CPU at batch 32 (15.7 vs 9.6 ms a step), so
   'auto' leaves it off; 'on' turns it on for anyone who measures a gain on their device.
 """
 

@@ -91,6 +91,27 @@ def make_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimiz
     return torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum)
 
 
+def make_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, runtime: Runtime
+) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """One SGD step on a batch: returns the loss and the number of correct predictions, both
+    left on the device. Autocast and torch.compile as the runtime says; the loss is taken in fp32."""
+    device_type = runtime.device.type
+    dtype = runtime.autocast_dtype
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        autocast = torch.autocast(device_type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+        with autocast:
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), (logits.argmax(dim=1) == y).sum()
+
+    return torch.compile(step) if runtime.compile else step
+
+
 def _save_resume(path: Path, key: str, state: dict[str, Any]) -> None:
     with atomic_open(path) as handle:
         torch.save({"key": key, **state}, handle)
@@ -148,22 +169,7 @@ def train(
         best_state, best_epoch, best_val_acc = saved["best_state"], saved["best_epoch"], saved["best_val_acc"]
         start_epoch = len(history.epochs)
 
-    autocast = (
-        torch.autocast(device.type, dtype=runtime.autocast_dtype)
-        if runtime.autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast:
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach(), (logits.argmax(dim=1) == y).sum()
-
-    run_step = torch.compile(step) if runtime.compile else step
+    run_step = make_step(model, optimizer, runtime)
     n = len(train_data)
     batch = params.batch_size
     steps_per_epoch = math.ceil(n / batch)
