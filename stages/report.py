@@ -1,4 +1,5 @@
-"""Stage report: report/report.md with the results table and the study's figures."""
+"""Stage report: report/report.md with the results table, which differences exceed noise, and
+the study's figures."""
 
 from __future__ import annotations
 
@@ -40,13 +41,26 @@ def main(argv: list[str]) -> None:
     for name in VARIANTS:
         variant = params.variant(name)
         actual, predicted = _predictions(Path(f"plots/confusion/{name}.csv"))
+        runs = _rows(Path(f"plots/train_{name}/runs.csv"))
+        seeds = [int(run["seed"]) for run in runs]
+        test = test_metrics[name]
+        per_seed = test.get("per_seed_test_acc", {str(seeds[0]): test["test_acc"]})
+        missing = [seed for seed in seeds if str(seed) not in per_seed]
+        if missing:
+            raise ValueError(
+                f"metrics/test.json has no test accuracy of {name}'s seed(s) {missing}: "
+                "re-run evaluate_test (dvc repro)"
+            )
         results.append(
             VariantResult(
                 name=name,
                 dropout=(variant.pool1, variant.pool2, variant.fc),
+                augmentation=variant.augmentation,
                 epochs=_rows(Path(f"plots/train_{name}/epochs.csv")),
                 train=json.loads(Path(f"metrics/train_{name}.json").read_text()),
-                test=test_metrics[name],
+                seeds=seeds,
+                val_runs=[run["best_val_acc"] for run in runs],
+                test_runs=[per_seed[str(seed)] for seed in seeds],
                 confusion=confusion_matrix(actual, predicted),
                 correct=actual == predicted,
             )

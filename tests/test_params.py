@@ -37,6 +37,22 @@ def test_committed_params_match_the_study() -> None:
     assert (b.epochs, b.pool1, b.pool2, b.fc) == (20, 0, 0, 0)
     assert (d.epochs, d.pool1, d.pool2, d.fc) == (20, 0.1, 0.1, 0.1)
     assert (s.epochs, s.pool1, s.pool2, s.fc) == (40, 0.1, 0.2, 0.5)
+    # The study itself: one run per variant, no augmentation.
+    assert params.train.seeds == 1 and params.run_seeds == [0]
+    assert not any(v.augments for v in (b, d, s)) and s.augmentation == "none"
+
+
+def test_each_run_gets_the_next_seed() -> None:
+    raw = with_value("train.seeds", 3)
+    raw["seed"] = 7
+    assert parse_params(raw).run_seeds == [7, 8, 9]
+
+
+def test_augmentation_is_described_in_words() -> None:
+    raw = with_value("staged_dropout.crop_padding", 4)
+    raw["staged_dropout"]["flip"] = True
+    variant = parse_params(raw).variant("staged_dropout")
+    assert variant.augments and variant.augmentation == "crop (pad 4) + flip"
 
 
 BAD_VALUES = [
@@ -63,6 +79,12 @@ BAD_VALUES = [
     ("data.url", "ftp://example.org/c.tar.gz", "http://, https:// or file:// URL"),
     ("data.md5", "abc", "md5"),
     ("data.content_sha256", "Z" * 64, "sha256"),
+    ("train.seeds", 0, "train.seeds = 0 is not allowed: expected a number > 0"),
+    ("train.seeds", 2.0, "expected int"),
+    ("staged_dropout.crop_padding", 17, "an integer in [0, 16] (pixels)"),
+    ("staged_dropout.crop_padding", -1, "an integer in [0, 16] (pixels)"),
+    ("dropout.flip", "yes", "expected bool"),
+    ("dropout.flip", 1, "expected bool"),
     ("seed", -1, "seed = -1"),
     ("seed", "zero", "expected int"),
 ]
@@ -87,6 +109,10 @@ def test_missing_keys_are_refused() -> None:
     raw = copy.deepcopy(RAW)
     del raw["dropout"]["fc"]
     with pytest.raises(ParamsError, match=r"dropout\.fc is missing"):
+        parse_params(raw)
+    raw = copy.deepcopy(RAW)
+    del raw["train"]["seeds"]
+    with pytest.raises(ParamsError, match=r"train\.seeds is missing"):
         parse_params(raw)
 
 

@@ -89,3 +89,32 @@ def test_repro_then_experiment(tmp_path: Path) -> None:
     assert metrics["metrics/train_dropout.json"]["data"]["best_val_acc"] > 0.3
     assert 0 < metrics["metrics/test.json"]["data"]["dropout"]["test_acc"] <= 1
     assert "metrics/train_baseline.json" in metrics
+
+    # Several seeds and an augmented variant: every variant retrains, and the metrics and the
+    # report carry each one's spread instead of a single run.
+    result = dvc(
+        repo,
+        "exp",
+        "run",
+        "-S",
+        "train.seeds=2",
+        "-S",
+        "staged_dropout.crop_padding=2",
+        "-S",
+        "staged_dropout.flip=true",
+    )
+    assert sorted(ran_stages(result.stdout)) == sorted(STAGES[2:])
+    test = json.loads((repo / "metrics/test.json").read_text())
+    for variant in VARIANTS:
+        metrics = json.loads((repo / f"metrics/train_{variant}.json").read_text())
+        assert metrics["seeds"] == 2 and {"best_val_acc_std", "best_val_acc_ci95_low"} <= set(metrics)
+        assert len((repo / f"plots/train_{variant}/runs.csv").read_text().splitlines()) == 3
+        assert set(test[variant]["per_seed_test_acc"]) == {"0", "1"}
+        assert (
+            test[variant]["test_acc_ci95_low"]
+            <= test[variant]["test_acc"]
+            <= test[variant]["test_acc_ci95_high"]
+        )
+    report = (repo / "report/report.md").read_text()
+    assert "Welch" in report and "| staged_dropout | 0.1/0.2/0.5 | crop (pad 2) + flip | 3 | 2 |" in report
+    assert (repo / "report/seeds.png").stat().st_size > 1000

@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from project import copy_project, environment, run
 
+from convlab.checkpoint import load_models
 from convlab.cifar import file_md5, read_archive
 from convlab.data import Prepared, normalization_stats, save_prepared, split_dataset
 
@@ -67,10 +69,12 @@ def test_diverging_training_writes_no_metrics(tmp_path: Path, small_archive: Pat
     assert not (repo / "models/baseline.pt").exists()
 
 
-def test_sigkilled_training_resumes_to_the_uninterrupted_metrics(tmp_path: Path, small_archive: Path) -> None:
-    epochs = {"epochs": 4}
-    clean = prepared_project(tmp_path / "clean", small_archive, staged_dropout=epochs)
-    killed = prepared_project(tmp_path / "killed", small_archive, staged_dropout=epochs)
+def test_sigkilled_multi_seed_training_resumes_to_the_uninterrupted_metrics(
+    tmp_path: Path, small_archive: Path
+) -> None:
+    settings = {"staged_dropout": {"epochs": 3}, "train": {"lr": 0.01, "log_every": 10, "seeds": 2}}
+    clean = prepared_project(tmp_path / "clean", small_archive, **settings)
+    killed = prepared_project(tmp_path / "killed", small_archive, **settings)
     run(clean, sys.executable, "stages/train.py", "staged_dropout")
 
     process = subprocess.Popen(
@@ -82,18 +86,25 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_metrics(tmp_path: Path,
         text=True,
     )
     assert process.stdout is not None
-    for line in process.stdout:  # wait until epoch 2 is finished and saved, then kill mid-epoch 3
-        if line.startswith("epoch   2/4"):
+    second_seed = False
+    for line in process.stdout:  # kill during the second seed's epoch 2, after its epoch 1 is saved
+        second_seed = second_seed or "run 2 of 2, seed 1" in line
+        if second_seed and line.startswith("epoch   1/3"):
             time.sleep(0.1)
             break
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
     assert not (killed / "metrics/train_staged_dropout.json").exists()
-    assert (killed / ".convlab/resume/train_staged_dropout.pt").exists()
+    resume = killed / ".convlab/resume"
+    assert {p.name for p in resume.iterdir()} == {
+        "train_staged_dropout-seed0.pt",
+        "train_staged_dropout-seed1.pt",
+    }
 
     result = run(killed, sys.executable, "stages/train.py", "staged_dropout")
-    assert "resumed after epoch 2" in result.stdout
+    assert "seed 0 resumed after epoch 3" in result.stdout  # finished: not trained again
+    assert "seed 1 resumed after epoch 1" in result.stdout
     metrics = [
         json.loads((repo / "metrics/train_staged_dropout.json").read_text()) for repo in (clean, killed)
     ]
@@ -101,9 +112,33 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_metrics(tmp_path: Path,
         for key in TIMINGS:
             m.pop(key)
     assert metrics[0] == metrics[1]
-    curves = [(repo / "plots/train_staged_dropout/steps.csv").read_text() for repo in (clean, killed)]
-    assert curves[0] == curves[1]
-    assert not (killed / ".convlab/resume/train_staged_dropout.pt").exists()
+    for name in ("steps.csv", "epochs.csv", "runs.csv"):
+        tables = [
+            (repo / "plots/train_staged_dropout" / name).read_text().splitlines() for repo in (clean, killed)
+        ]
+        if name != "steps.csv":  # their last column is seconds
+            tables = [[row.rsplit(",", 1)[0] for row in table] for table in tables]
+        assert tables[0] == tables[1]
+    assert not list(resume.iterdir())
+
+
+def test_several_seeds_give_a_checkpoint_a_row_and_a_spread_each(tmp_path: Path, small_archive: Path) -> None:
+    repo = prepared_project(
+        tmp_path, small_archive, baseline={"epochs": 2}, train={"lr": 0.01, "log_every": 10, "seeds": 3}
+    )
+    run(repo, sys.executable, "stages/train.py", "baseline")
+    metrics = json.loads((repo / "metrics/train_baseline.json").read_text())
+    rows = (repo / "plots/train_baseline/runs.csv").read_text().splitlines()
+    assert rows[0].startswith("seed,best_val_acc,best_epoch,")
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
+    accs = [float(r.split(",")[1]) for r in rows[1:]]
+    assert metrics["seeds"] == 3 and metrics["best_val_acc"] == pytest.approx(sum(accs) / 3)
+    assert metrics["best_val_acc_ci95_low"] <= metrics["best_val_acc"] <= metrics["best_val_acc_ci95_high"]
+    models = load_models(repo / "models/baseline.pt")
+    assert [info["seed"] for _, info in models] == [0, 1, 2]
+    assert [info["val_acc"] for _, info in models] == accs
+    weights = [model.state_dict()["fc2.weight"] for model, _ in models]  # three seeds, three models
+    assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
 
 
 @pytest.mark.parametrize("variant", ["wide", ""])

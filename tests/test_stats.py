@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from convlab.stats import binomial_standard_error, mcnemar, summarize, t975
+from convlab.stats import (
+    binomial_standard_error,
+    mcnemar,
+    summarize,
+    summary_metrics,
+    t975,
+    welch_difference,
+)
 
 
 def test_t_quantiles_match_published_values() -> None:
@@ -31,6 +38,52 @@ def test_summary_of_one_value_has_no_spread() -> None:
     assert summarize([0.74]) == summarize([0.74]).__class__(1, 0.74, 0.0, (0.74, 0.74))
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_seed_metrics_of_three_runs() -> None:
+    # Three seeds' accuracies 70, 72, 74%: std 2 points, t(0.975; 2) = 4.303.
+    metrics = summary_metrics("test_acc", [0.70, 0.72, 0.74])
+    half = 4.303 * 0.02 / math.sqrt(3)  # 4.97 points
+    assert metrics == pytest.approx(
+        {
+            "test_acc": 0.72,
+            "test_acc_std": 0.02,
+            "test_acc_ci95_low": 0.72 - half,
+            "test_acc_ci95_high": 0.72 + half,
+        }
+    )
+
+
+def test_seed_metrics_of_one_run_claim_no_spread() -> None:
+    assert summary_metrics("best_val_acc", [0.739]) == {"best_val_acc": 0.739}
+
+
+def test_welch_difference_with_unequal_spreads() -> None:
+    # Means 3 and 6, variances 2.5 and 10: se = sqrt(0.5 + 2) = 1.581, Welch df = 6.25 / 1.0625
+    # = 5.88, taken as 5 (t = 2.571): interval -3 +- 4.065, which holds zero.
+    d = welch_difference([1, 2, 3, 4, 5], [2, 4, 6, 8, 10])
+    assert d.diff == -3.0
+    assert d.df == pytest.approx(5.882, abs=1e-3)
+    assert d.ci95 == pytest.approx((-3 - 2.571 * math.sqrt(2.5), -3 + 2.571 * math.sqrt(2.5)))
+    assert not d.beyond_noise
+
+
+def test_welch_difference_larger_than_the_spread() -> None:
+    # Equal spreads and sizes: df = 2 (n - 1) = 4, t = 2.776, se = 0.01 * sqrt(2 / 3).
+    d = welch_difference([0.80, 0.81, 0.82], [0.70, 0.71, 0.72])
+    assert d.df == pytest.approx(4.0)
+    half = 2.776 * 0.01 * math.sqrt(2 / 3)  # 2.27 points
+    assert d.ci95 == pytest.approx((0.10 - half, 0.10 + half))
+    assert d.beyond_noise
+    assert welch_difference([0.70, 0.71, 0.72], [0.80, 0.81, 0.82]).beyond_noise  # sign-blind
+
+
+def test_welch_difference_edge_cases() -> None:
+    same = welch_difference([0.5, 0.5], [0.5, 0.5])
+    assert same.ci95 == (0.0, 0.0) and not same.beyond_noise
+    assert welch_difference([0.6, 0.6], [0.5, 0.5]).beyond_noise  # no spread at all: exact
+    with pytest.raises(ValueError, match="two or more runs per side"):
+        welch_difference([0.7], [0.6, 0.7])
 
 
 def test_binomial_standard_error_of_a_validation_set() -> None:

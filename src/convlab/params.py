@@ -19,6 +19,7 @@ VARIANTS = ("baseline", "dropout", "staged_dropout")
 NORMALIZATIONS = ("standardize", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("auto", "off", "on")
+MAX_CROP_PADDING = 16
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -49,6 +50,7 @@ class TrainParams:
     precision: str
     channels_last: bool
     compile: str
+    seeds: int = 1  # train each variant this many times, with seeds seed, seed+1, ...
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,19 @@ class VariantParams:
     pool1: float
     pool2: float
     fc: float
+    # On-device augmentation of training batches, off by default (the study trains without it).
+    crop_padding: int = 0  # random 32x32 crop of the image reflect-padded by this many pixels
+    flip: bool = False  # random horizontal flip of half the images
+
+    @property
+    def augments(self) -> bool:
+        return self.crop_padding > 0 or self.flip
+
+    @property
+    def augmentation(self) -> str:
+        """The augmentation in words, for logs and the report: 'none' when off."""
+        parts = [f"crop (pad {self.crop_padding})"] if self.crop_padding else []
+        return " + ".join(parts + (["flip"] if self.flip else [])) or "none"
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,11 @@ class Params:
     data: DataParams
     train: TrainParams
     variants: dict[str, VariantParams]
+
+    @property
+    def run_seeds(self) -> list[int]:
+        """The seed of each training run of a variant: seed, seed + 1, ..., train.seeds of them."""
+        return [self.seed + k for k in range(self.train.seeds)]
 
     def variant(self, name: str) -> VariantParams:
         if name not in self.variants:
@@ -83,6 +103,11 @@ def _positive(value: float) -> str | None:
 
 def _non_negative_int(value: int) -> str | None:
     return None if value >= 0 else "an integer >= 0"
+
+
+def _crop_padding(value: int) -> str | None:
+    # Reflect padding needs fewer pixels than the image has; beyond 16 a crop is mostly mirror.
+    return None if 0 <= value <= MAX_CROP_PADDING else f"an integer in [0, {MAX_CROP_PADDING}] (pixels)"
 
 
 def _dropout_rate(value: float) -> str | None:
@@ -126,10 +151,12 @@ _CHECKS: dict[str, Check] = {
     "train.device": _matches(_DEVICE_PATTERN, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
     "train.precision": _one_of(*PRECISIONS),
     "train.compile": _one_of(*COMPILE_MODES),
+    "train.seeds": _positive,
     "epochs": _positive,
     "pool1": _dropout_rate,
     "pool2": _dropout_rate,
     "fc": _dropout_rate,
+    "crop_padding": _crop_padding,
 }
 
 

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 
 from convlab.cifar import CLASSES  # noqa: E402
 from convlab.evaluate import per_class_accuracy  # noqa: E402
-from convlab.stats import binomial_standard_error, mcnemar  # noqa: E402
+from convlab.stats import binomial_standard_error, mcnemar, summarize, welch_difference  # noqa: E402
 
 # What the study being reproduced reported, for comparison (validation / test accuracy).
 REFERENCE = {
@@ -29,11 +29,21 @@ REFERENCE = {
 class VariantResult:
     name: str
     dropout: tuple[float, float, float]
-    epochs: list[dict[str, float]]  # rows of plots/train_<variant>/epochs.csv
+    augmentation: str  # "none" or what the variant's training batches went through
+    epochs: list[dict[str, float]]  # rows of plots/train_<variant>/epochs.csv (first seed)
     train: dict  # metrics/train_<variant>.json
-    test: dict  # metrics/test.json[<variant>]
-    confusion: np.ndarray  # counts[actual, predicted]
-    correct: np.ndarray  # per test image, in test order: did the best checkpoint get it right
+    seeds: list[int]  # one per training run, first seed first
+    val_runs: list[float]  # best validation accuracy of each run
+    test_runs: list[float]  # test accuracy of each run's best checkpoint
+    confusion: np.ndarray  # counts[actual, predicted], first seed's model
+    correct: np.ndarray  # per test image, in test order: did the first seed's model get it right
+
+    def __post_init__(self) -> None:
+        if not len(self.seeds) == len(self.val_runs) == len(self.test_runs) > 0:
+            raise ValueError(
+                f"{self.name}: {len(self.seeds)} seeds but {len(self.val_runs)} validation and "
+                f"{len(self.test_runs)} test results: re-run the train and evaluate_test stages"
+            )
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -90,6 +100,29 @@ def plot_validation(results: list[VariantResult], path: Path) -> None:
     _save(fig, path)
 
 
+def plot_seeds(results: list[VariantResult], path: Path) -> None:
+    """Every run's best validation and test accuracy, with each variant's mean and 95% CI."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, attribute, title in ((axes[0], "val_runs", "best validation"), (axes[1], "test_runs", "test")):
+        for x, result in enumerate(results):
+            values = getattr(result, attribute)
+            summary = summarize(values)
+            low, high = summary.ci95
+            ax.scatter([x] * len(values), values, s=18, alpha=0.6, color=f"C{x}")
+            ax.errorbar(
+                [x + 0.15],
+                [summary.mean],
+                yerr=[[summary.mean - low], [high - summary.mean]],
+                fmt="o",
+                color="black",
+                capsize=4,
+            )
+        ax.set_xticks(range(len(results)), [r.name for r in results])
+        ax.set_title(f"{title} accuracy: each seed, mean and 95% CI", fontsize=10)
+        ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
 def plot_confusions(results: list[VariantResult], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 5.4), layout="constrained")
     for ax, result in zip(np.atleast_1d(axes), results, strict=True):
@@ -109,7 +142,7 @@ def plot_confusions(results: list[VariantResult], path: Path) -> None:
         ax.set_xlabel("predicted")
         if ax is np.atleast_1d(axes)[0]:
             ax.set_ylabel("actual")
-        ax.set_title(f"{result.name}: test accuracy {result.test['test_acc']:.1%}")
+        ax.set_title(f"{result.name} (seed {result.seeds[0]}): test accuracy {result.test_runs[0]:.1%}")
     _save(fig, path)
 
 
@@ -117,51 +150,149 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def markdown(results: list[VariantResult], val_size: int, test_size: int, normalize: str) -> str:
+def _points(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def _spread(values: list[float]) -> str:
+    """'74.1% ± 0.6 [73.4, 74.8]': the runs' mean, standard deviation and 95% CI, in points."""
+    summary = summarize(values)
+    low, high = summary.ci95
+    return f"{_pct(summary.mean)} ± {_points(summary.std)} [{_points(low)}, {_points(high)}]"
+
+
+def _pairs(results: list[VariantResult]) -> list[tuple[VariantResult, VariantResult]]:
+    return [(a, b) for i, a in enumerate(results) for b in results[i + 1 :]]
+
+
+def _verdict(beyond_noise: bool) -> str:
+    return "**larger than noise**" if beyond_noise else "within noise"
+
+
+def _results_single_run(results: list[VariantResult], val_size: int, test_size: int) -> list[str]:
+    """One run per variant: each accuracy with its standard error on that many images."""
     lines = [
-        "# convlab report",
+        "| variant | dropout (pool1/pool2/fc) | augmentation | epochs | best val ± SE (epoch) "
+        "| final val | test ± SE | train s | images/s | run on | reference |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        t, val, test = r.train, r.val_runs[0], r.test_runs[0]
+        lines.append(
+            f"| {r.name} | {'/'.join(f'{d:g}' for d in r.dropout)} | {r.augmentation} | {t['epochs']} "
+            f"| {_pct(val)} ± {_points(binomial_standard_error(val, val_size))} ({t['best_epoch']}) "
+            f"| {_pct(t['final_val_acc'])} "
+            f"| {_pct(test)} ± {_points(binomial_standard_error(test, test_size))} "
+            f"| {t['train_seconds']:.0f} | {t['images_per_second']:.0f} | {t['runtime']} "
+            f"| {REFERENCE.get(r.name, '')} |"
+        )
+    typical_se = binomial_standard_error(results[0].val_runs[0], val_size)
+    lines += [
         "",
-        f"CIFAR-10, {val_size:,} validation and {test_size:,} test images; inputs: {normalize}.",
+        "## Which differences are larger than noise",
         "",
-        "| variant | dropout (pool1/pool2/fc) | epochs | best val (epoch) | final val | test "
-        "| train s | images/s | run on | reference |",
+        f"One run per variant (seed {results[0].seeds[0]}), so this can only measure the noise of "
+        f"the evaluation images. SE is the standard error of an accuracy measured on that many "
+        f"images: one {val_size:,}-image validation accuracy moves about {_points(typical_se)} points "
+        "from the choice of images alone, so two variants' validation accuracies must differ by "
+        f"about {100 * 1.96 * math.sqrt(2) * typical_se:.1f} points (the 95% interval of the difference "
+        "of two such measurements) before the ranking is evidence:",
+        "",
+        "| comparison | best val difference | 95% interval | verdict |",
+        "|---|---|---|---|",
+    ]
+    for a, b in _pairs(results):
+        diff = a.val_runs[0] - b.val_runs[0]
+        se = math.hypot(
+            binomial_standard_error(a.val_runs[0], val_size),
+            binomial_standard_error(b.val_runs[0], val_size),
+        )
+        low, high = diff - 1.96 * se, diff + 1.96 * se
+        lines.append(
+            f"| {a.name} vs {b.name} | {100 * diff:+.1f} points | [{100 * low:+.1f}, {100 * high:+.1f}] "
+            f"| {_verdict(not low <= 0 <= high)} |"
+        )
+    return lines
+
+
+def _results_seeds(results: list[VariantResult]) -> list[str]:
+    """Several runs per variant: mean, spread and 95% CI, and Welch's test between variants."""
+    lines = [
+        "| variant | dropout (pool1/pool2/fc) | augmentation | epochs | seeds "
+        "| best val: mean ± std [95% CI] | test: mean ± std [95% CI] | train s (all seeds) "
+        "| run on | reference |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         t = r.train
         lines.append(
-            f"| {r.name} | {'/'.join(f'{d:g}' for d in r.dropout)} | {t['epochs']} "
-            f"| {_pct(t['best_val_acc'])} ({t['best_epoch']}) | {_pct(t['final_val_acc'])} "
-            f"| {_pct(r.test['test_acc'])} | {t['train_seconds']:.0f} | {t['images_per_second']:.0f} "
-            f"| {t['runtime']} | {REFERENCE.get(r.name, '')} |"
+            f"| {r.name} | {'/'.join(f'{d:g}' for d in r.dropout)} | {r.augmentation} | {t['epochs']} "
+            f"| {len(r.seeds)} | {_spread(r.val_runs)} | {_spread(r.test_runs)} "
+            f"| {t['train_seconds']:.0f} | {t['runtime']} | {REFERENCE.get(r.name, '')} |"
         )
-    typical = results[0].train["best_val_acc"]
-    val_se = binomial_standard_error(typical, val_size)
     lines += [
         "",
-        f"Noise: one run each. At {_pct(typical)} accuracy one {val_size:,}-image validation "
-        f"measurement has a standard error of {_pct(val_se)}, so the difference of two runs' "
-        f"validation accuracies must exceed about {100 * 1.96 * math.sqrt(2) * val_se:.1f} points "
-        "before it is evidence. The test set is larger and the same images for every variant, so "
-        "the test comparison below pairs the models image by image (McNemar's exact test):",
+        "![every seed's accuracy](seeds.png)",
+        "",
+        "## Which differences are larger than noise",
+        "",
+        f"{len(results[0].seeds)} runs per variant (seeds {', '.join(map(str, results[0].seeds))}). "
+        "A difference is larger than noise when the 95% confidence interval of the difference of "
+        "the means (Welch's t, unequal variances) excludes zero: the run-to-run spread of the "
+        "recipes does not explain it.",
+        "",
+        "| comparison | best val difference [95% CI] | verdict | test difference [95% CI] | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for a, b in _pairs(results):
+        cells = []
+        for first, second in ((a.val_runs, b.val_runs), (a.test_runs, b.test_runs)):
+            d = welch_difference(first, second)
+            cells.append(
+                f"{100 * d.diff:+.1f} points [{100 * d.ci95[0]:+.1f}, {100 * d.ci95[1]:+.1f}] "
+                f"| {_verdict(d.beyond_noise)}"
+            )
+        lines.append(f"| {a.name} vs {b.name} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
+def markdown(results: list[VariantResult], val_size: int, test_size: int, normalize: str) -> str:
+    counts = sorted({len(r.seeds) for r in results})
+    if len(counts) != 1:
+        raise ValueError(f"variants were trained with different numbers of seeds {counts}: re-run them")
+    single = counts == [1]
+    lines = [
+        "# convlab report",
+        "",
+        f"CIFAR-10, {val_size:,} validation and {test_size:,} test images; inputs: {normalize}.",
+        "",
+    ]
+    lines += _results_single_run(results, val_size, test_size) if single else _results_seeds(results)
+    lines += [
+        "",
+        f"The test set is the same {test_size:,} images for every variant, so seed "
+        f"{results[0].seeds[0]}'s models can also be compared image by image (McNemar's exact test "
+        "on the images exactly one of the two gets right):",
         "",
         "| comparison | test accuracy difference | images only the first gets right "
         "| only the second | p-value | verdict |",
         "|---|---|---|---|---|---|",
     ]
-    for i, first in enumerate(results):
-        for second in results[i + 1 :]:
-            test = mcnemar(first.correct, second.correct)
-            diff = first.test["test_acc"] - second.test["test_acc"]
-            verdict = "larger than noise" if test.p_value < 0.05 else "within noise"
-            lines.append(
-                f"| {first.name} vs {second.name} | {100 * diff:+.1f} points | {test.only_a} "
-                f"| {test.only_b} | {test.p_value:.2g} | {verdict} (5% level) |"
-            )
+    for first, second in _pairs(results):
+        test = mcnemar(first.correct, second.correct)
+        diff = first.test_runs[0] - second.test_runs[0]
+        lines.append(
+            f"| {first.name} vs {second.name} | {100 * diff:+.1f} points | {test.only_a} "
+            f"| {test.only_b} | {test.p_value:.2g} | {_verdict(test.p_value < 0.05)} (5% level) |"
+        )
+    if single:
+        lines += [
+            "",
+            "That tests the trained models, not the recipes: how far a variant's accuracy moves "
+            "between training runs with other seeds is a further source of noise one run cannot "
+            "show. `dvc exp run -S train.seeds=5` trains every variant five times and reports it.",
+        ]
     lines += [
-        "",
-        "This tests the trained models, not the recipes: how far a variant's accuracy moves "
-        "between training runs with other seeds is a further source of noise one run cannot show.",
         "",
         "## Data",
         "",
@@ -171,17 +302,18 @@ def markdown(results: list[VariantResult], val_size: int, test_size: int, normal
         "",
         "![validation accuracy](val_acc.png)",
         "",
-        "## Training and validation curves",
+        f"## Training and validation curves (seed {results[0].seeds[0]})",
         "",
     ]
     for r in results:
         lines += [f"![{r.name} curves](curves_{r.name}.png)", ""]
     lines += [
-        "## Test confusion matrices (rows: actual, columns: predicted)",
+        f"## Test confusion matrices of seed {results[0].seeds[0]}'s models (rows: actual, columns: "
+        "predicted)",
         "",
         "![confusion matrices](confusion.png)",
         "",
-        "## Per-class test accuracy",
+        f"## Per-class test accuracy of seed {results[0].seeds[0]}'s models",
         "",
         "| class | " + " | ".join(r.name for r in results) + " |",
         "|---|" + "---|" * len(results),
@@ -208,4 +340,6 @@ def write_report(
     for result in results:
         plot_curves(result, directory / f"curves_{result.name}.png")
     plot_confusions(results, directory / "confusion.png")
+    if len(results[0].seeds) > 1:
+        plot_seeds(results, directory / "seeds.png")
     (directory / "report.md").write_text(markdown(results, val_size, test_size, normalize))

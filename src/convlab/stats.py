@@ -51,6 +51,50 @@ def summarize(values: Sequence[float]) -> Summary:
     return Summary(n, mean, std, (mean - half, mean + half))
 
 
+def summary_metrics(name: str, values: Sequence[float]) -> dict[str, float]:
+    """Metrics for repeated runs: {name: mean} and, from two runs on, the spread as
+    name_std and the 95% confidence interval of the mean as name_ci95_low / name_ci95_high.
+    One run has no spread to report, so it gets the value alone rather than a zero-width interval."""
+    summary = summarize(values)
+    metrics = {name: summary.mean}
+    if summary.n > 1:
+        metrics |= {
+            f"{name}_std": summary.std,
+            f"{name}_ci95_low": summary.ci95[0],
+            f"{name}_ci95_high": summary.ci95[1],
+        }
+    return metrics
+
+
+@dataclass(frozen=True)
+class Difference:
+    diff: float  # mean of a - mean of b
+    ci95: tuple[float, float]  # 95% confidence interval of diff
+    df: float  # Welch-Satterthwaite degrees of freedom
+
+    @property
+    def beyond_noise(self) -> bool:
+        """True when the interval excludes zero: the runs' spread does not explain the gap."""
+        return not self.ci95[0] <= 0 <= self.ci95[1]
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
+    """Difference of the means of two sets of repeated runs with Welch's t interval (unequal
+    variances). The t quantile is taken at the degrees of freedom rounded down, which widens the
+    interval slightly: conservative."""
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"a difference of means needs two or more runs per side, got {len(a)} and {len(b)}")
+    sa, sb = summarize(a), summarize(b)
+    diff = sa.mean - sb.mean
+    va, vb = sa.std**2 / sa.n, sb.std**2 / sb.n
+    se = math.sqrt(va + vb)
+    if se == 0:  # every run identical on both sides: no spread, the difference is exact
+        return Difference(diff, (diff, diff), math.inf)
+    df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
+    half = t975(max(1, math.floor(df))) * se
+    return Difference(diff, (diff - half, diff + half), df)
+
+
 def binomial_standard_error(accuracy: float, n: int) -> float:
     """Standard error of an accuracy measured on n independent images."""
     return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n)

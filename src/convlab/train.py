@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from convlab.atomic import atomic_open
+from convlab.augment import augment
 from convlab.device_data import DeviceImages
 from convlab.evaluate import evaluate
 from convlab.model import ConvNet
@@ -142,8 +143,8 @@ def train(
 ) -> TrainResult:
     """Train a fresh ConvNet for variant.epochs epochs; return the history and the best weights.
 
-    The seed fixes the initial weights, the dropout masks (global RNG) and the shuffle (its own
-    generator), so on the CPU the same seed gives the same metrics, run after run.
+    The seed fixes the initial weights, the dropout masks and augmentations (global RNG) and the
+    shuffle (its own generator), so on the CPU the same seed gives the same metrics, run after run.
     """
     device = runtime.device
     torch.manual_seed(seed)
@@ -196,6 +197,8 @@ def train(
             global_step += 1
             index = order[i * batch : (i + 1) * batch]
             x, y = train_data.batch(index)
+            if variant.augments:
+                x = augment(x, variant.crop_padding, variant.flip, train_data.memory_format)
             loss, correct = run_step(x, y)
             count = len(index)
             epoch_loss += loss * count

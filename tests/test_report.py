@@ -1,0 +1,117 @@
+"""The report says which differences between variants are larger than noise, on known numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convlab.report import VariantResult, markdown, write_report
+
+TRAIN = {
+    "epochs": 20,
+    "best_epoch": 12,
+    "final_val_acc": 0.7,
+    "train_seconds": 100.0,
+    "images_per_second": 4000.0,
+    "runtime": "cpu fp32",
+}
+
+
+def variant(name: str, val: list[float], test: list[float], correct: np.ndarray) -> VariantResult:
+    epochs = [
+        {"epoch": e, "train_loss": 1.0, "train_acc": 0.6, "val_loss": 1.0, "val_acc": val[0]} for e in (1, 2)
+    ]
+    return VariantResult(
+        name=name,
+        dropout=(0.1, 0.2, 0.5),
+        augmentation="none",
+        epochs=epochs,
+        train=TRAIN,
+        seeds=list(range(len(val))),
+        val_runs=val,
+        test_runs=test,
+        confusion=np.eye(10, dtype=np.int64) * 100,
+        correct=correct,
+    )
+
+
+def row(report: str, comparison: str) -> str:
+    return next(
+        line for line in report.splitlines() if line.startswith(f"| {comparison} |") and "points" in line
+    )
+
+
+def correct(right: int, n: int = 1000) -> np.ndarray:
+    return np.arange(n) < right
+
+
+def test_single_runs_show_their_standard_error_and_which_gaps_exceed_it() -> None:
+    # The committed study's validation accuracies. Standard errors on 1,000 images: 1.39, 1.33
+    # and 1.24 points; baseline vs dropout -3.3 +- 1.96 * 1.92 = [-7.1, +0.5]: within noise;
+    # baseline vs staged -7.1 +- 1.96 * 1.862 = [-10.7, -3.5]: larger than noise.
+    results = [
+        variant("baseline", [0.739], [0.722], correct(722)),
+        variant("dropout", [0.772], [0.747], correct(747)),
+        variant("staged_dropout", [0.810], [0.788], correct(788)),
+    ]
+    report = markdown(results, val_size=1000, test_size=1000, normalize="standardize")
+    assert "| baseline | 0.1/0.2/0.5 | none | 20 | 73.9% ± 1.4 (12) |" in report
+    assert row(report, "baseline vs dropout").endswith("| -3.3 points | [-7.1, +0.5] | within noise |")
+    assert row(report, "baseline vs staged_dropout").endswith(
+        "| -7.1 points | [-10.7, -3.5] | **larger than noise** |"
+    )
+    assert "about 3.8 points" in report  # two single runs must differ by this much on validation
+    assert "train.seeds=5" in report  # and the way to measure the seeds' noise
+    # McNemar on the test images: 66 images only the staged model gets right, none the other way.
+    mcnemar_rows = [line for line in report.splitlines() if "(5% level)" in line]
+    assert "| baseline vs staged_dropout | -6.6 points | 0 | 66 |" in "\n".join(mcnemar_rows)
+
+
+def test_several_seeds_give_mean_spread_and_welch_verdicts() -> None:
+    # std 1 point for every variant, 3 seeds: Welch df = 4, t = 2.776, se = 0.816 points, so a
+    # gap needs about 2.3 points: baseline vs dropout (-1.0) is within noise, vs staged (-7.0) not.
+    results = [
+        variant("baseline", [0.73, 0.74, 0.75], [0.72, 0.73, 0.74], correct(720)),
+        variant("dropout", [0.74, 0.75, 0.76], [0.73, 0.74, 0.75], correct(730)),
+        variant("staged_dropout", [0.80, 0.81, 0.82], [0.78, 0.79, 0.80], correct(780)),
+    ]
+    report = markdown(results, val_size=1000, test_size=1000, normalize="standardize")
+    # mean +- std [95% CI]: 74.0 +- 1.0 [74.0 - 2.48, 74.0 + 2.48]
+    assert "| 3 | 74.0% ± 1.0 [71.5, 76.5] | 73.0% ± 1.0 [70.5, 75.5] |" in report
+    assert row(report, "baseline vs dropout") == (
+        "| baseline vs dropout | -1.0 points [-3.3, +1.3] | within noise "
+        "| -1.0 points [-3.3, +1.3] | within noise |"
+    )
+    assert row(report, "baseline vs staged_dropout") == (
+        "| baseline vs staged_dropout | -7.0 points [-9.3, -4.7] | **larger than noise** "
+        "| -6.0 points [-8.3, -3.7] | **larger than noise** |"
+    )
+    assert "seeds 0, 1, 2" in report
+
+
+def test_seeds_figure_only_with_several_seeds(tmp_path: Path) -> None:
+    images, labels = np.zeros((100, 3, 32, 32), np.uint8), np.zeros(100, np.int64)
+    for seeds, expected in ((1, False), (3, True)):
+        directory = tmp_path / str(seeds)
+        directory.mkdir()
+        results = [
+            variant(name, [0.7 + i / 100 for i in range(seeds)], [0.7] * seeds, correct(700))
+            for name in ("baseline", "dropout")
+        ]
+        write_report(directory, results, images, labels, 1000, 1000, "standardize")
+        assert (directory / "seeds.png").exists() is expected
+        assert "seeds.png" in (directory / "report.md").read_text() or not expected
+
+
+def test_mismatched_runs_are_refused() -> None:
+    with pytest.raises(ValueError, match="2 seeds but 2 validation and 1 test results"):
+        variant("baseline", [0.7, 0.71], [0.7], correct(700))
+    with pytest.raises(ValueError, match="different numbers of seeds"):
+        markdown(
+            [variant("a", [0.7], [0.7], correct(700)), variant("b", [0.7, 0.8], [0.7, 0.8], correct(700))],
+            1000,
+            1000,
+            "none",
+        )
