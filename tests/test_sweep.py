@@ -61,6 +61,17 @@ def test_markdown_table_and_plot(tmp_path: Path) -> None:
     assert (tmp_path / "p.png").stat().st_size > 1000
 
 
+def test_several_seeds_show_their_spread(tmp_path: Path) -> None:
+    seeded = data(0.2, 0.001, 0.78, 0.75)
+    seeded["metrics"]["metrics/train_dropout.json"]["data"]["best_val_acc_std"] = 0.012
+    seeded["metrics"]["metrics/test.json"]["data"]["dropout"]["test_acc_std"] = 0.004
+    shown = [{"rev": "abc", "name": "main", "data": seeded, "experiments": None}]
+    variants, rows = sweep.sweep_rows(shown, "dropout.fc")
+    assert "| 0.2 | main | 78.0% ± 1.2 | 75.0% ± 0.4 |" in sweep.markdown("dropout.fc", rows)
+    sweep.plot("dropout.fc", variants, rows, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
 def test_unknown_param_has_no_rows() -> None:
     assert sweep.sweep_rows(SHOWN, "dropout.rate")[1] == []
 

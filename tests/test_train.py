@@ -77,22 +77,6 @@ def test_augmentation_is_opt_in_seeded_and_still_learns(splits) -> None:
     assert first.best_val_acc > 0.3
 
 
-def test_resume_continues_the_augmentation_exactly(splits, tmp_path: Path) -> None:
-    variant = dataclasses.replace(VARIANT, epochs=2, crop_padding=3, flip=True)
-    uninterrupted = run(splits, variant=variant)
-
-    def die_after_first_epoch(history: History) -> None:
-        if len(history.epochs) == 1:
-            raise Killed
-
-    state = tmp_path / "resume.pt"
-    with pytest.raises(Killed):
-        run(splits, variant=variant, resume_path=state, resume_key="k", on_epoch=die_after_first_epoch)
-    resumed = run(splits, variant=variant, resume_path=state, resume_key="k")
-    assert resumed.resumed_from_epoch == 1
-    assert curves(resumed.history) == curves(uninterrupted.history)
-
-
 def test_learns_the_synthetic_classes_well_above_chance(splits) -> None:
     result = run(splits, variant=dataclasses.replace(VARIANT, epochs=3, pool1=0, pool2=0, fc=0))
     assert result.best_val_acc > 0.5
@@ -142,8 +126,11 @@ class Killed(Exception):
     pass
 
 
-def test_resume_after_an_interruption_gives_the_uninterrupted_metrics(splits, tmp_path: Path) -> None:
-    variant = dataclasses.replace(VARIANT, epochs=3)
+@pytest.mark.parametrize("augmentation", [{}, {"crop_padding": 3, "flip": True}], ids=["plain", "augmented"])
+def test_resume_after_an_interruption_gives_the_uninterrupted_metrics(
+    splits, tmp_path: Path, augmentation
+) -> None:
+    variant = dataclasses.replace(VARIANT, epochs=3, **augmentation)
     uninterrupted = run(splits, variant=variant)
 
     def die_after_first_epoch(history: History) -> None:

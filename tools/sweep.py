@@ -48,7 +48,8 @@ def _lookup(tree: dict[str, Any], dotted: str) -> Any:
 
 
 def sweep_rows(shown: list[dict[str, Any]], param: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """Rows of {value, experiment, <variant> val, <variant> test}, sorted by value."""
+    """Rows of {value, experiment, <variant> val, <variant> test}, sorted by value. Accuracies are
+    means over seeds; where an experiment ran several (train.seeds), row["std"] has their spread."""
     section = param.split(".")[0]
     variants = [section] if section in VARIANTS else list(VARIANTS)
     rows = []
@@ -58,25 +59,31 @@ def sweep_rows(shown: list[dict[str, Any]], param: str) -> tuple[list[str], list
             continue
         metrics = data.get("metrics") or {}
         row: dict[str, Any] = {"value": value, "experiment": name}
+        spread: dict[str, float] = {}
         for variant in variants:
             train = (metrics.get(f"metrics/train_{variant}.json") or {}).get("data", {})
             test = (metrics.get("metrics/test.json") or {}).get("data", {}).get(variant, {})
-            row[f"{variant} val"] = train.get("best_val_acc")
-            row[f"{variant} test"] = test.get("test_acc")
-        rows.append(row)
+            for column, source, key in (("val", train, "best_val_acc"), ("test", test, "test_acc")):
+                row[f"{variant} {column}"] = source.get(key)
+                if source.get(f"{key}_std") is not None:
+                    spread[f"{variant} {column}"] = source[f"{key}_std"]
+        rows.append(row | {"std": spread})
     rows.sort(key=lambda r: (str(type(r["value"])), r["value"], r["experiment"]))
     return variants, rows
 
 
 def markdown(param: str, rows: list[dict[str, Any]]) -> str:
-    columns = list(rows[0]) if rows else ["value", "experiment"]
+    columns = [c for c in rows[0] if c != "std"] if rows else ["value", "experiment"]
     lines = ["| " + " | ".join(param if c == "value" else c for c in columns) + " |"]
     lines.append("|" + "---|" * len(columns))
     for row in rows:
         cells = []
         for c in columns:
-            v = row[c]
-            cells.append(f"{100 * v:.1f}%" if isinstance(v, float) and c != "value" else str(v))
+            v, std = row[c], row["std"].get(c)
+            if isinstance(v, float) and c != "value":
+                cells.append(f"{100 * v:.1f}%" + (f" ± {100 * std:.1f}" if std is not None else ""))
+            else:
+                cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -87,17 +94,20 @@ def plot(param: str, variants: list[str], rows: list[dict[str, Any]], path: Path
     labels = sorted({r["value"] for r in rows}, key=str) if not numeric else None
     for variant in variants:
         for kind, marker in (("val", "o"), ("test", "s")):
+            column = f"{variant} {kind}"
             points = [
-                (r["value"], r[f"{variant} {kind}"]) for r in rows if r[f"{variant} {kind}"] is not None
+                (r["value"], r[column], r["std"].get(column, 0.0)) for r in rows if r[column] is not None
             ]
             if not points:
                 continue
-            xs = [x if numeric else labels.index(x) for x, _ in points]  # type: ignore[union-attr]
-            ax.plot(
+            xs = [x if numeric else labels.index(x) for x, _, _ in points]  # type: ignore[union-attr]
+            ax.errorbar(  # error bars: the seeds' standard deviation, where there were several
                 xs,
-                [y for _, y in points],
+                [y for _, y, _ in points],
+                yerr=[e for _, _, e in points],
                 marker=marker,
                 linestyle="-" if numeric else "",
+                capsize=3,
                 label=f"{variant} {'best validation' if kind == 'val' else 'test'}",
             )
     if not numeric:
