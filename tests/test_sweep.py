@@ -72,6 +72,38 @@ def test_several_seeds_show_their_spread(tmp_path: Path) -> None:
     assert (tmp_path / "p.png").stat().st_size > 1000
 
 
+def test_a_grid_has_a_column_and_a_line_per_other_param(tmp_path: Path) -> None:
+    def point(fc: float, pool2: float, val: float) -> dict:
+        grid = data(fc, 0.001, val, val - 0.02)
+        grid["params"]["params.yaml"]["data"]["dropout"]["pool2"] = pool2
+        return grid
+
+    shown = [
+        {
+            "rev": "abc",
+            "name": "main",
+            "data": point(0.1, 0.1, 0.77),
+            "experiments": [
+                {"revs": [{"rev": "e1", "name": "a", "data": point(0.5, 0.2, 0.78)}]},
+                {"revs": [{"rev": "e2", "name": "b", "data": point(0.5, 0.1, 0.79)}]},
+                {"revs": [{"rev": "e3", "name": "c", "data": point(0.1, 0.2, 0.76)}]},
+            ],
+        }
+    ]
+    variants, rows = sweep.sweep_rows(shown, "dropout.fc", ("dropout.pool2",))
+    assert [(r["dropout.pool2"], r["value"], r["experiment"]) for r in rows] == [
+        (0.1, 0.1, "main"),
+        (0.1, 0.5, "b"),
+        (0.2, 0.1, "c"),
+        (0.2, 0.5, "a"),
+    ]
+    table = sweep.markdown("dropout.fc", rows)
+    assert table.splitlines()[0] == "| dropout.fc | dropout.pool2 | experiment | dropout val | dropout test |"
+    assert "| 0.5 | 0.1 | b | 79.0% | 77.0% |" in table
+    sweep.plot("dropout.fc", variants, rows, tmp_path / "grid.png", ("dropout.pool2",))
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+
+
 def test_unknown_param_has_no_rows() -> None:
     assert sweep.sweep_rows(SHOWN, "dropout.rate")[1] == []
 

@@ -3,6 +3,12 @@
     dvc exp run --queue -S 'dropout.fc=0.2,0.3,0.4,0.5' && dvc queue start -j 2
     python tools/sweep.py dropout.fc            # after the queue has finished
 
+A grid sweeps several params: name the others with --by, and each gets a column and each of
+their combinations its own line in the plot:
+
+    dvc exp run --queue -S 'staged_dropout.fc=0.3,0.5' -S 'staged_dropout.pool2=0.1,0.2'
+    python tools/sweep.py staged_dropout.fc --by staged_dropout.pool2
+
 For a param of one variant's section (dropout.fc) it shows that variant's best validation and
 test accuracy; for a shared param (seed, train.lr, data.normalize) all three variants'. Every
 committed result and every experiment is one row, so a value run twice shows twice. Writes
@@ -47,18 +53,25 @@ def _lookup(tree: dict[str, Any], dotted: str) -> Any:
     return tree
 
 
-def sweep_rows(shown: list[dict[str, Any]], param: str) -> tuple[list[str], list[dict[str, Any]]]:
+def sweep_rows(
+    shown: list[dict[str, Any]], param: str, by: tuple[str, ...] = ()
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Rows of {value, experiment, <variant> val, <variant> test}, sorted by value. Accuracies are
     means over seeds; where an experiment ran several (train.seeds), row["std"] has their spread."""
     section = param.split(".")[0]
     variants = [section] if section in VARIANTS else list(VARIANTS)
     rows = []
     for name, data in experiments(shown):
-        value = _lookup(data.get("params", {}).get("params.yaml", {}).get("data", {}), param)
+        params = data.get("params", {}).get("params.yaml", {}).get("data", {})
+        value = _lookup(params, param)
         if value is None:
             continue
         metrics = data.get("metrics") or {}
-        row: dict[str, Any] = {"value": value, "experiment": name}
+        row: dict[str, Any] = {
+            "value": value,
+            **{key: _lookup(params, key) for key in by},
+            "experiment": name,
+        }
         spread: dict[str, float] = {}
         for variant in variants:
             train = (metrics.get(f"metrics/train_{variant}.json") or {}).get("data", {})
@@ -68,7 +81,7 @@ def sweep_rows(shown: list[dict[str, Any]], param: str) -> tuple[list[str], list
                 if source.get(f"{key}_std") is not None:
                     spread[f"{variant} {column}"] = source[f"{key}_std"]
         rows.append(row | {"std": spread})
-    rows.sort(key=lambda r: (str(type(r["value"])), r["value"], r["experiment"]))
+    rows.sort(key=lambda r: ([str(r[key]) for key in by], str(type(r["value"])), r["value"], r["experiment"]))
     return variants, rows
 
 
@@ -80,7 +93,7 @@ def markdown(param: str, rows: list[dict[str, Any]]) -> str:
         cells = []
         for c in columns:
             v, std = row[c], row["std"].get(c)
-            if isinstance(v, float) and c != "value":
+            if isinstance(v, float) and c.endswith((" val", " test")):
                 cells.append(f"{100 * v:.1f}%" + (f" ± {100 * std:.1f}" if std is not None else ""))
             else:
                 cells.append(str(v))
@@ -88,18 +101,24 @@ def markdown(param: str, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(param: str, variants: list[str], rows: list[dict[str, Any]], path: Path) -> None:
+def plot(
+    param: str, variants: list[str], rows: list[dict[str, Any]], path: Path, by: tuple[str, ...] = ()
+) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     numeric = all(isinstance(r["value"], (int, float)) and not isinstance(r["value"], bool) for r in rows)
     labels = sorted({r["value"] for r in rows}, key=str) if not numeric else None
-    for variant in variants:
+    groups = sorted({tuple(str(r[key]) for key in by) for r in rows})
+    for group, variant in ((g, v) for g in groups for v in variants):
         for kind, marker in (("val", "o"), ("test", "s")):
             column = f"{variant} {kind}"
             points = [
-                (r["value"], r[column], r["std"].get(column, 0.0)) for r in rows if r[column] is not None
+                (r["value"], r[column], r["std"].get(column, 0.0))
+                for r in rows
+                if r[column] is not None and tuple(str(r[key]) for key in by) == group
             ]
             if not points:
                 continue
+            where = ", ".join(f"{key.split('.')[-1]}={v}" for key, v in zip(by, group, strict=True))
             xs = [x if numeric else labels.index(x) for x, _, _ in points]  # type: ignore[union-attr]
             ax.errorbar(  # error bars: the seeds' standard deviation, where there were several
                 xs,
@@ -108,7 +127,8 @@ def plot(param: str, variants: list[str], rows: list[dict[str, Any]], path: Path
                 marker=marker,
                 linestyle="-" if numeric else "",
                 capsize=3,
-                label=f"{variant} {'best validation' if kind == 'val' else 'test'}",
+                label=f"{variant} {'best validation' if kind == 'val' else 'test'}"
+                + (f" ({where})" if by else ""),
             )
     if not numeric:
         ax.set_xticks(range(len(labels)), [str(v) for v in labels])  # type: ignore[arg-type]
@@ -126,6 +146,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("param", help="the swept param, as typed with -S (e.g. dropout.fc)")
+    parser.add_argument(
+        "--by",
+        nargs="+",
+        default=[],
+        metavar="PARAM",
+        help="the grid's other swept params: columns and lines",
+    )
     parser.add_argument("--json", type=Path, help="saved `dvc exp show --json` output (default: run it)")
     parser.add_argument("--out", type=Path, default=Path("sweeps"), help="folder for the table and plot")
     args = parser.parse_args()
@@ -138,7 +165,8 @@ def main() -> None:
         if result.returncode != 0:
             sys.exit(f"sweep: error: dvc exp show failed:\n{result.stderr}")
         shown = json.loads(result.stdout)
-    variants, rows = sweep_rows(shown, args.param)
+    by = tuple(args.by)
+    variants, rows = sweep_rows(shown, args.param, by)
     if not rows:
         sys.exit(
             f"sweep: error: no experiment has a value for {args.param!r}; is the name as in params.yaml?"
@@ -146,7 +174,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     table = markdown(args.param, rows)
     (args.out / f"{args.param}.md").write_text(table)
-    plot(args.param, variants, rows, args.out / f"{args.param}.png")
+    plot(args.param, variants, rows, args.out / f"{args.param}.png", by)
     print(table, end="")
     print(f"sweep: wrote {args.out / (args.param + '.md')} and {args.out / (args.param + '.png')}")
 
