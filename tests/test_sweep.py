@@ -32,6 +32,14 @@ SHOWN = [
             {"revs": [{"rev": "e1", "name": "big", "data": data(0.5, 0.001, 0.78, 0.75)}]},
             {"revs": [{"rev": "e2", "name": "mid", "data": data(0.3, 0.001, 0.79, 0.76)}]},
             {"revs": [{"rev": "e3", "name": "broken", "data": {}}]},  # a failed experiment
+            {  # still running: its metrics are a temporary copy's, half written
+                "executor": {"state": "running"},
+                "revs": [{"rev": "e4", "name": "busy", "data": data(0.4, 0.001, 0.1, 0.74)}],
+            },
+            {
+                "executor": {"state": "success"},
+                "revs": [{"rev": "e5", "name": "done", "data": data(0.2, 0.001, 0.8, 0.7)}],
+            },
         ],
     },
 ]
@@ -40,15 +48,20 @@ SHOWN = [
 def test_rows_are_sorted_by_value_and_skip_the_workspace_and_failures() -> None:
     variants, rows = sweep.sweep_rows(SHOWN, "dropout.fc")
     assert variants == ["dropout"]
-    assert [(r["value"], r["experiment"]) for r in rows] == [(0.1, "main"), (0.3, "mid"), (0.5, "big")]
-    assert rows[1]["dropout val"] == 0.79 and rows[1]["dropout test"] == 0.76
+    assert [(r["value"], r["experiment"]) for r in rows] == [
+        (0.1, "main"),
+        (0.2, "done"),
+        (0.3, "mid"),
+        (0.5, "big"),
+    ]
+    assert rows[2]["dropout val"] == 0.79 and rows[2]["dropout test"] == 0.76
 
 
 def test_a_shared_param_shows_every_variant() -> None:
     variants, rows = sweep.sweep_rows(SHOWN, "train.lr")
     assert variants == ["baseline", "dropout", "staged_dropout"]
-    assert [r["experiment"] for r in rows] == ["big", "main", "mid"]  # equal values: by name
-    main = rows[1]
+    assert [r["experiment"] for r in rows] == ["big", "done", "main", "mid"]  # equal values: by name
+    main = rows[2]
     assert main["baseline val"] is None and main["dropout val"] == 0.77
 
 

@@ -33,12 +33,16 @@ VARIANTS = ("baseline", "dropout", "staged_dropout")
 
 
 def experiments(shown: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """(name, data) of every commit row and every experiment in `dvc exp show --json` output."""
+    """(name, data) of every commit row and every finished experiment in `dvc exp show --json`
+    output. Queued and running experiments are left out: a running one shows its temporary
+    copy's half-written metrics, and old results of the other variants."""
     found = []
     for row in shown:
         if row.get("rev") != "workspace" and row.get("data"):
             found.append((row.get("name") or row["rev"][:7], row["data"]))
         for group in row.get("experiments") or []:
+            if (group.get("executor") or {}).get("state", "success") != "success":
+                continue
             for rev in group.get("revs", []):
                 if rev.get("data"):
                     found.append((rev.get("name") or rev["rev"][:7], rev["data"]))
@@ -153,6 +157,9 @@ def main() -> None:
         metavar="PARAM",
         help="the grid's other swept params: columns and lines",
     )
+    parser.add_argument(
+        "--rev", default="HEAD", help="the commit the experiments were queued from (default: HEAD)"
+    )
     parser.add_argument("--json", type=Path, help="saved `dvc exp show --json` output (default: run it)")
     parser.add_argument("--out", type=Path, default=Path("sweeps"), help="folder for the table and plot")
     args = parser.parse_args()
@@ -160,7 +167,9 @@ def main() -> None:
         shown = json.loads(args.json.read_text())
     else:
         result = subprocess.run(
-            [sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True
+            [sys.executable, "-m", "dvc", "exp", "show", "--json", "--rev", args.rev],
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             sys.exit(f"sweep: error: dvc exp show failed:\n{result.stderr}")
