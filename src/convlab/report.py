@@ -15,7 +15,13 @@ import numpy as np  # noqa: E402
 
 from convlab.cifar import CLASSES  # noqa: E402
 from convlab.evaluate import per_class_accuracy  # noqa: E402
-from convlab.stats import binomial_standard_error, mcnemar, summarize, welch_difference  # noqa: E402
+from convlab.stats import (  # noqa: E402
+    Difference,
+    binomial_standard_error,
+    mcnemar,
+    summarize,
+    welch_difference,
+)
 
 # What the study being reproduced reported, for comparison (validation / test accuracy).
 REFERENCE = {
@@ -169,6 +175,14 @@ def _verdict(beyond_noise: bool) -> str:
     return "**larger than noise**" if beyond_noise else "within noise"
 
 
+def _single_run_difference(a: float, b: float, n: int) -> Difference:
+    """a - b for two accuracies measured once each on n images, as independent binomial
+    measurements (normal approximation, hence infinite degrees of freedom)."""
+    diff = a - b
+    half = 1.96 * math.hypot(binomial_standard_error(a, n), binomial_standard_error(b, n))
+    return Difference(diff, (diff - half, diff + half), math.inf)
+
+
 def _results_single_run(results: list[VariantResult], val_size: int, test_size: int) -> list[str]:
     """One run per variant: each accuracy with its standard error on that many images."""
     lines = [
@@ -202,15 +216,10 @@ def _results_single_run(results: list[VariantResult], val_size: int, test_size: 
         "|---|---|---|---|",
     ]
     for a, b in _pairs(results):
-        diff = a.val_runs[0] - b.val_runs[0]
-        se = math.hypot(
-            binomial_standard_error(a.val_runs[0], val_size),
-            binomial_standard_error(b.val_runs[0], val_size),
-        )
-        low, high = diff - 1.96 * se, diff + 1.96 * se
+        d = _single_run_difference(a.val_runs[0], b.val_runs[0], val_size)
         lines.append(
-            f"| {a.name} vs {b.name} | {100 * diff:+.1f} points | [{100 * low:+.1f}, {100 * high:+.1f}] "
-            f"| {_verdict(not low <= 0 <= high)} |"
+            f"| {a.name} vs {b.name} | {100 * d.diff:+.1f} points "
+            f"| [{100 * d.ci95[0]:+.1f}, {100 * d.ci95[1]:+.1f}] | {_verdict(d.beyond_noise)} |"
         )
     return lines
 
