@@ -79,7 +79,9 @@ BAD_VALUES = [
     ("data.url", "ftp://example.org/c.tar.gz", "http://, https:// or file:// URL"),
     ("data.md5", "abc", "md5"),
     ("data.content_sha256", "Z" * 64, "sha256"),
-    ("train.seeds", 0, "train.seeds = 0 is not allowed: expected a number > 0"),
+    ("train.seeds", 0, "train.seeds = 0 is not allowed: expected an integer in [1, 100]"),
+    ("train.seeds", 101, "train.seeds = 101 is not allowed: expected an integer in [1, 100]"),
+    ("train.seeds", 4611686018427387904, "train.seeds = 4611686018427387904 is not allowed"),
     ("train.seeds", 2.0, "expected int"),
     ("staged_dropout.crop_padding", 17, "an integer in [0, 16] (pixels)"),
     ("staged_dropout.crop_padding", -1, "an integer in [0, 16] (pixels)"),
@@ -87,6 +89,15 @@ BAD_VALUES = [
     ("dropout.flip", 1, "expected bool"),
     ("seed", -1, "seed = -1"),
     ("seed", "zero", "expected int"),
+    # Upper bounds: each of these would have run until memory or time ran out, or overflowed.
+    ("seed", 2**63, f"seed = {2**63} is not allowed: expected an integer in [0, {2**63 - 1}]"),
+    ("seed", 18446744073709551616, "seed = 18446744073709551616 is not allowed"),
+    ("train.batch_size", 4097, "train.batch_size = 4097 is not allowed: expected an integer in [1, 4096]"),
+    ("train.eval_batch_size", 10_001, "expected an integer in [1, 10000]"),
+    ("train.eval_batch_size", 0, "expected an integer in [1, 10000]"),
+    ("train.log_every", 10**18, "expected an integer in [1, 1000000]"),
+    ("baseline.epochs", 1001, "baseline.epochs = 1001 is not allowed: expected an integer in [1, 1000]"),
+    ("data.val_size", 50_000, "expected an integer in [1, 49999] (CIFAR-10 has 50,000 training images)"),
 ]
 
 
@@ -96,6 +107,33 @@ def test_bad_value_is_refused_with_key_value_and_rule(key: str, value: object, m
         parse_params(with_value(key, value))
     assert key in str(err.value)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("seed", 2**63 - 1),
+        ("train.seeds", 100),
+        ("train.batch_size", 4096),
+        ("train.eval_batch_size", 10_000),
+        ("train.log_every", 1_000_000),
+        ("dropout.epochs", 1000),
+        ("data.val_size", 49_999),
+    ],
+)
+def test_the_upper_bounds_themselves_are_allowed(key: str, value: int) -> None:
+    parse_params(with_value(key, value))
+
+
+def test_every_run_seed_must_be_a_valid_seed() -> None:
+    raw = with_value("train.seeds", 3)
+    raw["seed"] = 2**63 - 3  # runs 2**63 - 3, - 2, - 1: the last is the largest seed
+    assert parse_params(raw).run_seeds[-1] == 2**63 - 1
+    raw["train"]["seeds"] = 4
+    with pytest.raises(ParamsError) as err:
+        parse_params(raw)
+    assert str(err.value).startswith("train.seeds = 4 is not allowed: expected at most 3 with seed = ")
+    assert "\n" not in str(err.value)
 
 
 def test_unknown_keys_are_refused() -> None:

@@ -20,6 +20,10 @@ NORMALIZATIONS = ("standardize", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("auto", "off", "on")
 MAX_CROP_PADDING = 16
+# torch.manual_seed takes 64-bit seeds; keeping every run's seed within a signed int64 means each
+# one is also a valid int64 anywhere it is stored (numpy, JSON readers, torch tensors).
+MAX_SEED = 2**63 - 1
+MAX_SEEDS = 100  # runs per variant: five is the study's choice; hundreds would be days of training
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -101,8 +105,11 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "a number > 0"
 
 
-def _non_negative_int(value: int) -> str | None:
-    return None if value >= 0 else "an integer >= 0"
+def _int_in(low: int, high: int, why: str = "") -> Check:
+    def check(value: int) -> str | None:
+        return None if low <= value <= high else f"an integer in [{low}, {high}]{why}"
+
+    return check
 
 
 def _crop_padding(value: int) -> str | None:
@@ -136,23 +143,32 @@ def _url(value: str) -> str | None:
     return None if value.startswith(_URL_SCHEMES) else "an http://, https:// or file:// URL"
 
 
+# Upper bounds on integers: a huge value would not fail until it exhausted memory or time (a batch's
+# activations grow with batch_size, a seeds count allocates one run per seed). Each bound is far
+# beyond any useful value, so it only stops typos such as 4611686018427387904 for 5.
 _CHECKS: dict[str, Check] = {
-    "seed": _non_negative_int,
+    "seed": _int_in(0, MAX_SEED),
     "data.url": _url,
     "data.md5": _matches(_HEX32, "32 lowercase hex digits (an md5 sum)"),
     "data.content_sha256": _matches(_HEX64, "64 lowercase hex digits (a sha256 sum)"),
-    "data.val_size": _positive,
+    # CIFAR-10 has 50,000 training images and at least one must be left to train on.
+    "data.val_size": _int_in(1, 49_999, " (CIFAR-10 has 50,000 training images)"),
     "data.normalize": _one_of(*NORMALIZATIONS),
-    "train.batch_size": _positive,
+    # About 1 MB of fp32 activations and gradients per image: 4,096 is some 4 GB, beyond it the
+    # batch no longer fits a CPU box or a small GPU, and SGD at these rates was not tuned for it.
+    "train.batch_size": _int_in(1, 4096),
     "train.lr": _positive,
     "train.momentum": _momentum,
-    "train.log_every": _positive,
-    "train.eval_batch_size": _positive,
+    # Beyond an epoch's steps it means one point per epoch; the bound only keeps typos out.
+    "train.log_every": _int_in(1, 1_000_000),
+    # Evaluation keeps no gradients: the whole 10,000-image test set in one batch is the most.
+    "train.eval_batch_size": _int_in(1, 10_000),
     "train.device": _matches(_DEVICE_PATTERN, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
     "train.precision": _one_of(*PRECISIONS),
     "train.compile": _one_of(*COMPILE_MODES),
-    "train.seeds": _positive,
-    "epochs": _positive,
+    "train.seeds": _int_in(1, MAX_SEEDS),
+    # The tuned run used 100 epochs (hours on a GPU); 1,000 is weeks on a CPU.
+    "epochs": _int_in(1, 1000),
     "pool1": _dropout_rate,
     "pool2": _dropout_rate,
     "fc": _dropout_rate,
@@ -205,12 +221,20 @@ def parse_params(raw: Any) -> Params:
         if key not in raw:
             raise ParamsError(f"{key} is missing")
     seed = _typed("seed", raw["seed"], int)
-    if (allowed_seed := _non_negative_int(seed)) is not None:
+    if (allowed_seed := _CHECKS["seed"](seed)) is not None:
         raise ParamsError(f"seed = {seed!r} is not allowed: expected {allowed_seed}")
+    data = _build(DataParams, raw["data"], "data", "data")
+    train = _build(TrainParams, raw["train"], "train", "train")
+    # Runs use seeds seed .. seed + seeds - 1: the last one must be a valid seed too.
+    if seed + train.seeds - 1 > MAX_SEED:
+        raise ParamsError(
+            f"train.seeds = {train.seeds} is not allowed: expected at most {MAX_SEED - seed + 1} with "
+            f"seed = {seed}, so that the last run's seed (seed + train.seeds - 1) is <= {MAX_SEED}"
+        )
     return Params(
         seed=seed,
-        data=_build(DataParams, raw["data"], "data", "data"),
-        train=_build(TrainParams, raw["train"], "train", "train"),
+        data=data,
+        train=train,
         variants={name: _build(VariantParams, raw[name], name) for name in VARIANTS},
     )
 
