@@ -1,4 +1,5 @@
-"""The split, the normalization statistics and the prepared files are the study's."""
+"""The split, the normalization statistics and the prepared files are the study's, and a damaged
+prepared file is refused in one line instead of giving other numbers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from convlab.cifar import read_archive
 from convlab.data import (
     DataError,
     Prepared,
+    Split,
     load_normalization,
     load_prepared,
     normalization_stats,
@@ -89,3 +91,89 @@ def test_failed_save_keeps_the_old_folder(tmp_path: Path, small_archive: Path) -
         save_prepared(tmp_path / "prepared", broken)
     assert {p.name: p.read_bytes() for p in (tmp_path / "prepared").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]
+
+
+# --- damaged prepared files are refused in one line that names the file and the fix ----------------
+
+
+@pytest.fixture
+def prepared(tmp_path: Path, small_archive: Path) -> Path:
+    train, val, test = split_dataset(read_archive(small_archive), 100)
+    norm = normalization_stats(train.x, "standardize")
+    save_prepared(tmp_path / "prepared", Prepared(train, val, test, norm))
+    return tmp_path / "prepared"
+
+
+def refused(call, path: Path) -> str:
+    with pytest.raises(DataError) as err:
+        call()
+    message = str(err.value)
+    assert message.startswith(f"{path} is damaged (") and message.endswith("); run dvc repro")
+    assert "\n" not in message
+    return message
+
+
+def flip(data: bytes, position: int, mask: int = 0x01) -> bytes:
+    return data[:position] + bytes([data[position] ^ mask]) + data[position + 1 :]
+
+
+DAMAGES = {
+    "empty": lambda b: b"",
+    "cut-short": lambda b: b[: len(b) // 2],
+    "last-byte-cut": lambda b: b[:-1],
+    "bit-flipped": lambda b: flip(b, len(b) // 2),
+    "1000-bytes": lambda b: b[:100] + bytes(x ^ 0x5A for x in b[100:1100]) + b[1100:],
+    "garbage": lambda b: b"\x93NUMPY garbage" * 50,
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())
+def test_a_damaged_split_is_refused(prepared: Path, damage) -> None:
+    path = prepared / "val.npz"
+    path.write_bytes(damage(path.read_bytes()))
+    refused(lambda: load_prepared(prepared, ("val",)), path)
+
+
+def test_no_flipped_bit_in_a_split_gives_other_images(tmp_path: Path) -> None:
+    """Every 7th byte of a small split, flipped: refused (zip CRCs, headers), or the very same arrays."""
+    rng = np.random.default_rng(0)
+    split = Split(rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8), np.array([3, 7], np.uint8))
+    save_prepared(tmp_path, Prepared(split, split, split, normalization_stats(split.x, "none")))
+    path = tmp_path / "test.npz"
+    good = path.read_bytes()
+    refusals = 0
+    for position in range(0, len(good), 7):
+        path.write_bytes(flip(good, position))
+        try:
+            loaded = load_prepared(tmp_path, ("test",))["test"]
+        except DataError:
+            refusals += 1
+            continue
+        assert np.array_equal(loaded.x, split.x) and np.array_equal(loaded.y, split.y), position
+    assert refusals > len(good) // 7 * 0.9
+
+
+@pytest.mark.parametrize(
+    ("damage", "what"),
+    [
+        (lambda t: "", "JSONDecodeError"),
+        (lambda t: t[: len(t) // 2], "JSONDecodeError"),
+        (lambda t: t.replace('"mean": [\n    0.', '"mean": [\n    1.', 1), "do not match their checksum"),
+        (lambda t: t.replace('"std": [\n    0.', '"std": [\n    NaN, 0.', 1), "do not match their checksum"),
+        (lambda t: t.replace('"sha256"', '"sha265"'), "no checksum"),
+        (lambda t: "[1, 2, 3]\n", "not a JSON object"),
+    ],
+    ids=["empty", "cut-short", "digit-changed", "nan", "checksum-key", "a-list"],
+)
+def test_damaged_statistics_are_refused(prepared: Path, damage, what: str) -> None:
+    path = prepared / "stats.json"
+    damaged = damage(path.read_text())
+    assert damaged != path.read_text()
+    path.write_text(damaged)
+    assert what in refused(lambda: load_normalization(prepared), path)
+
+
+def test_statistics_not_utf8_are_refused(prepared: Path) -> None:
+    path = prepared / "stats.json"
+    path.write_bytes(flip(path.read_bytes(), 20, 0xFF))
+    assert "UnicodeDecodeError" in refused(lambda: load_normalization(prepared), path)

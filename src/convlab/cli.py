@@ -5,14 +5,25 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from convlab.checkpoint import CheckpointError
 from convlab.cifar import ArchiveError
 from convlab.data import DataError
 from convlab.download import DownloadError
+from convlab.inputs import DamagedInputError
 from convlab.params import ParamsError
 from convlab.train import DivergenceError
 
 # FileNotFoundError: a stage run by hand before the stage that makes its input.
-EXPECTED_ERRORS = (ParamsError, ArchiveError, DataError, DownloadError, DivergenceError, FileNotFoundError)
+EXPECTED_ERRORS = (
+    ParamsError,
+    ArchiveError,
+    DataError,
+    DownloadError,
+    DivergenceError,
+    CheckpointError,
+    DamagedInputError,
+    FileNotFoundError,
+)
 
 
 def run_stage(name: str, main: Callable[[list[str]], None]) -> None:

@@ -2,26 +2,37 @@
 
 Prepared data is three .npz files of uint8 images (N, 3, 32, 32) and uint8 labels, plus a small
 JSON of per-channel statistics. They load with allow_pickle=False, so reading them runs no code.
+A damaged file never gives numbers: the .npz members carry zip CRCs, checked as they are read,
+and the statistics carry a sha256 of their values.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from convlab.atomic import atomic_directory, write_bytes, write_json
-from convlab.cifar import IMAGE_SHAPE, Cifar10
+from convlab.cifar import CLASSES, IMAGE_SHAPE, Cifar10
 
 SPLITS = ("train", "val", "test")
 STATS_FILE = "stats.json"
+NORMALIZATIONS = ("standardize", "none")  # as params.py allows for data.normalize
+_FIX = "run dvc repro"
 
 
 class DataError(ValueError):
     """Prepared data that is missing, malformed, or cannot be made from the given params."""
+
+
+def _damaged(path: Path, what: str) -> DataError:
+    return DataError(f"{path} is damaged ({what}); {_FIX}")
 
 
 @dataclass(frozen=True)
@@ -94,19 +105,41 @@ def _save_split(path: Path, split: Split) -> None:
     write_bytes(path, buffer.getvalue())
 
 
+def _summary(err: BaseException, limit: int = 100) -> str:
+    """An exception as `Type: its first sentence`, short enough for a one-line message (torch's
+    and zipfile's messages run on for lines about things that do not apply here)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    text = text.split(". ")[0]
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 def _load_split(path: Path) -> Split:
     try:
         with np.load(path, allow_pickle=False) as archive:
             x, y = archive["x"], archive["y"]
     except FileNotFoundError:
         raise DataError(f"{path} not found: run the split stage first (dvc repro split)") from None
-    except (ValueError, KeyError, OSError) as err:
-        raise DataError(f"{path} is not a prepared split: {err}") from None
+    except Exception as err:
+        # Damaged bytes surface as whatever zipfile or numpy trips on: BadZipFile (bad CRC,
+        # truncated), EOFError, zlib.error, ValueError (header, pickle), KeyError (a lost member),
+        # NotImplementedError (a flipped compression method), MemoryError (a flipped shape)...
+        # Each means the same: the file is not the one split wrote.
+        raise _damaged(path, _summary(err)) from None
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE:
-        raise DataError(f"{path}: images have {x.dtype} {x.shape}, expected uint8 (N, 3, 32, 32)")
+        raise _damaged(path, f"images are {x.dtype} {x.shape}, expected uint8 (N, 3, 32, 32)")
     if y.dtype != np.uint8 or y.shape != (len(x),):
-        raise DataError(f"{path}: labels have {y.dtype} {y.shape}, expected uint8 ({len(x)},)")
+        raise _damaged(path, f"labels are {y.dtype} {y.shape}, expected uint8 ({len(x)},)")
+    if len(y) and int(y.max()) >= len(CLASSES):
+        raise _damaged(path, f"label {int(y.max())}, expected 0 to {len(CLASSES) - 1}")
     return Split(x, y)
+
+
+def _stats_sha256(stats: dict[str, Any]) -> str:
+    """sha256 of the statistics' values (sorted JSON, floats at full precision), so a changed digit
+    that still parses is caught."""
+    values = {k: v for k, v in stats.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
 def save_prepared(directory: str | Path, prepared: Prepared) -> None:
@@ -115,26 +148,44 @@ def save_prepared(directory: str | Path, prepared: Prepared) -> None:
     with atomic_directory(directory) as tmp:
         for name in SPLITS:
             _save_split(tmp / f"{name}.npz", getattr(prepared, name))
-        write_json(
-            tmp / STATS_FILE,
-            {
-                "normalize": norm.mode,
-                "mean": list(norm.mean),
-                "std": list(norm.std),
-                "sizes": {name: len(getattr(prepared, name)) for name in SPLITS},
-            },
-        )
+        stats = {
+            "normalize": norm.mode,
+            "mean": list(norm.mean),
+            "std": list(norm.std),
+            "sizes": {name: len(getattr(prepared, name)) for name in SPLITS},
+        }
+        write_json(tmp / STATS_FILE, {**stats, "sha256": _stats_sha256(stats)})
+
+
+def _channels(value: Any, positive: bool) -> bool:
+    """Three finite numbers, each > 0 where positive is asked for."""
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        and (not positive or all(v > 0 for v in value))
+    )
 
 
 def load_normalization(directory: str | Path) -> Normalization:
     path = Path(directory) / STATS_FILE
     try:
         stats = json.loads(path.read_text())
-        return Normalization(stats["normalize"], tuple(stats["mean"]), tuple(stats["std"]))
     except FileNotFoundError:
         raise DataError(f"{path} not found: run the split stage first (dvc repro split)") from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise DataError(f"{path} is not a statistics file: {err}") from None
+    except ValueError as err:  # not UTF-8, or not JSON (cut short, emptied, a byte flipped)
+        raise _damaged(path, _summary(err)) from None
+    if not isinstance(stats, dict):
+        raise _damaged(path, "not a JSON object")
+    if "sha256" not in stats:
+        raise _damaged(path, "no checksum: made by an older convlab")
+    if stats["sha256"] != _stats_sha256(stats):
+        raise _damaged(path, "its values do not match their checksum")
+    # Checksummed, so these only fail for a file some other code wrote.
+    mode, mean, std = stats.get("normalize"), stats.get("mean"), stats.get("std")
+    if mode not in NORMALIZATIONS or not _channels(mean, False) or not _channels(std, True):
+        raise _damaged(path, "normalize, mean or std missing or invalid")
+    return Normalization(mode, tuple(float(m) for m in mean), tuple(float(s) for s in std))  # type: ignore[arg-type]
 
 
 def load_prepared(directory: str | Path, splits: tuple[str, ...] = SPLITS) -> dict[str, Split]:
