@@ -1,36 +1,119 @@
 """Atomic writes: a temp file beside the target, then rename.
 
 A reader (or DVC, hashing outputs) sees either the old file or the complete new one, never a
-half-written file, even if the process is killed mid-write.
+half-written file, even if the process is killed mid-write. A write that fails for lack of space
+raises DiskFullError naming the target, after removing its temp file. A killed process cannot
+remove its temp file, so the next write of the same target removes what earlier ones left.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+# The write errors that mean "the data does not fit", each in the words the message uses.
+_NO_SPACE = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system",
+}
+
+
+class DiskFullError(OSError):
+    """A write that did not fit on the device; the old output, if any, is left as it was."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{reason} while writing {path}")
+        self.reason = reason
+
+
+class _Writer(io.BufferedWriter):
+    """The temp file's handle. It remembers a write that failed, because torch.save turns a failed
+    write of its own into a RuntimeError ('unexpected pos ...') that no longer says why."""
+
+    failure: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return super().write(data)
+        except OSError as err:
+            self.failure = err
+            raise
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as err:
+            self.failure = err
+            raise
+
+
+def _no_space(err: BaseException, handle: _Writer | None = None) -> str | None:
+    """Why err means the device is full, or None when it has another cause."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, DiskFullError):
+            return seen.reason
+        if isinstance(seen, OSError) and seen.errno in _NO_SPACE:
+            return _NO_SPACE[seen.errno]
+        seen = seen.__cause__ or seen.__context__
+    failure = handle.failure if handle is not None else None
+    return _NO_SPACE.get(failure.errno) if failure is not None and failure.errno is not None else None
+
+
+def temp_pattern(path: str | Path) -> re.Pattern[str]:
+    """The names of the temp files and folders writes of `path` make beside it: `.NAME.RANDOM.tmp`
+    and atomic_directory's `.NAME.RANDOM.old` (RANDOM is tempfile's, letters, digits and _, so a
+    target `a` never matches the temps of `a.b`)."""
+    return re.compile(rf"\.{re.escape(Path(path).name)}\.[a-z0-9_]+\.(tmp|old)")
+
+
+def remove_stale_temps(path: str | Path) -> None:
+    """Remove what killed writes of `path` left beside it. A target has one writer at a time (DVC
+    locks the workspace), so any temp of it that exists before a write starts is stale."""
+    path = Path(path)
+    pattern = temp_pattern(path)
+    with contextlib.suppress(FileNotFoundError):
+        for entry in path.parent.iterdir():
+            if not pattern.fullmatch(entry.name):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     """Open a temp file for binary writing; on success it replaces `path`, on error it vanishes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp: str | None = None
+    handle: _Writer | None = None
     try:
-        with os.fdopen(fd, "wb") as handle:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        handle = _Writer(io.FileIO(fd, "wb"))
+        with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as err:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if (reason := _no_space(err, handle)) is not None:
+            raise DiskFullError(path, reason) from err
         raise
 
 
@@ -51,9 +134,12 @@ def write_json(path: str | Path, obj: Any) -> None:
 def atomic_directory(path: str | Path) -> Iterator[Path]:
     """Yield a temp folder to fill; on success it replaces `path` whole, on error it vanishes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A stale .old folder holds the output a killed run was replacing; this run replaces it.
+        remove_stale_temps(path)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
         yield tmp
         if path.exists():
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
@@ -62,6 +148,9 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old)
         else:
             os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as err:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if (reason := _no_space(err)) is not None:
+            raise DiskFullError(path, reason) from err
         raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from convlab.atomic import DiskFullError
 from convlab.checkpoint import CheckpointError
 from convlab.cifar import ArchiveError
 from convlab.data import DataError
@@ -22,6 +23,7 @@ EXPECTED_ERRORS = (
     DivergenceError,
     CheckpointError,
     DamagedInputError,
+    DiskFullError,
     FileNotFoundError,
 )
 
