@@ -86,6 +86,26 @@ def test_learns_the_synthetic_classes_well_above_chance(splits) -> None:
     assert result.images_per_second > 0
 
 
+@pytest.mark.parametrize(
+    ("log_every", "steps"),
+    [
+        (1000, [25, 50, 75]),  # longer than the run: one point at the end of every epoch
+        (40, [25, 40, 75]),  # longer than an epoch: epochs 1 and 3 have no multiple of 40
+        (10, [10, 20, 30, 40, 50, 60, 70]),  # every epoch has points: none added (the study's case)
+    ],
+)
+def test_every_epoch_has_a_training_curve_point(splits, log_every: int, steps: list[int]) -> None:
+    # 800 images / 32 = 25 steps an epoch.
+    params = dataclasses.replace(PARAMS, log_every=log_every)
+    result = run(splits, params, variant=dataclasses.replace(VARIANT, epochs=3))
+    assert [s.step for s in result.history.steps] == steps
+    assert {s.epoch for s in result.history.steps} == {1, 2, 3}
+    for point in result.history.steps:
+        if point.step % 25 == 0 and point.step % log_every != 0:  # an epoch's own point: its mean
+            epoch = result.history.epochs[point.epoch - 1]
+            assert (point.train_loss, point.train_acc) == (epoch.train_loss, epoch.train_acc)
+
+
 def test_best_checkpoint_is_the_best_validation_epoch(splits) -> None:
     result = run(splits, variant=dataclasses.replace(VARIANT, epochs=3))
     accs = [e.val_acc for e in result.history.epochs]

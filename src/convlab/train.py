@@ -1,9 +1,10 @@
 """Train the ConvNet: SGD with momentum, cross-entropy, seeded, one path for every variant.
 
-The loop never waits on the device inside an epoch except every `log_every` steps: loss sums and
-correct counts accumulate in device tensors, and are read only when a log line is due. After each
-epoch the model is validated, the best weights are kept, and (when a resume path is given) the
-whole training state is saved so a killed run continues from its last finished epoch.
+The loop never waits on the device inside an epoch except every `log_every` steps (and at the end
+of an epoch that had no log point): loss sums and correct counts accumulate in device tensors, and
+are read only when a log line is due. After each epoch the model is validated, the best weights
+are kept, and (when a resume path is given) the whole training state is saved so a killed run
+continues from its last finished epoch.
 """
 
 from __future__ import annotations
@@ -216,7 +217,11 @@ def train(
                         f"batch_size={params.batch_size}, dropout=({variant.pool1}, "
                         f"{variant.pool2}, {variant.fc}); no metrics were written"
                     )
-            if global_step % params.log_every == 0:
+            # Every log_every steps, and at an epoch's last step if the epoch has no point yet
+            # (log_every longer than an epoch), so the curve has a point per epoch at least.
+            # Windows restart with each epoch, so that point is the whole epoch's mean.
+            epoch_has_point = bool(history.steps) and history.steps[-1].epoch == epoch
+            if global_step % params.log_every == 0 or (i == steps_per_epoch - 1 and not epoch_has_point):
                 history.steps.append(
                     StepLog(
                         step=global_step,
