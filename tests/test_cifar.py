@@ -166,11 +166,28 @@ def test_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(
-    "global_name", [b"builtins\neval", b"subprocess\nPopen", b"numpy\nload", b"_codecs\nencode"]
+    "global_name",
+    [
+        b"builtins\neval",
+        b"subprocess\nPopen",
+        b"numpy\nload",
+        b"numpy\nfrombuffer",
+        b"numpy.core.numeric\nfrombuffer",
+        b"_codecs\ndecode",
+        b"codecs\nencode",
+    ],
 )
-def test_any_global_beyond_numpys_three_is_refused(tmp_path: Path, global_name: bytes) -> None:
+def test_any_global_beyond_the_stand_ins_is_refused(tmp_path: Path, global_name: bytes) -> None:
     crafted = b"\x80\x02c" + global_name + b"\nq\x00."
     with pytest.raises(ArchiveError, match="never uses"):
+        read_archive(_archive_with(tmp_path, test_batch=crafted))
+
+
+@pytest.mark.parametrize("global_name", [b"_codecs\nencode", b"numpy._core.numeric\n_frombuffer"])
+def test_an_allowed_global_alone_is_not_a_batch(tmp_path: Path, global_name: bytes) -> None:
+    """A pickle of the bare stand-in (not a call of it) is refused as not being a dict."""
+    crafted = b"\x80\x02c" + global_name + b"\nq\x00."
+    with pytest.raises(ArchiveError, match="expected a dict, found function"):
         read_archive(_archive_with(tmp_path, test_batch=crafted))
 
 
@@ -237,3 +254,172 @@ def test_crafted_array_state_is_refused_before_numpy_sees_it(tmp_path: Path, sta
     batch = _pickle({b"data": _FakeArray(state, cls), b"labels": [0] * 20})
     with pytest.raises(ArchiveError, match=message):
         read_archive(_archive_with(tmp_path, data_batch_1=batch))
+
+
+# Re-pickled copies: the same images and labels written by Python 3's pickle, as a repacked
+# archive would be. Each protocol spells arrays and bytes its own way (protocol 2 by
+# _codecs.encode, protocol 5 by numpy's _frombuffer); the globals each must name are asserted so
+# that the test cannot pass by never reaching the stand-in it protects.
+_SPELLINGS = {2: b"_codecs", 3: b"_reconstruct", 4: b"_reconstruct", 5: b"_frombuffer"}
+
+
+@pytest.fixture(scope="module")
+def official_content(tmp_path_factory: pytest.TempPathFactory) -> Cifar10:
+    return read_archive(write_archive(tmp_path_factory.mktemp("a") / "a.tar.gz", per_batch=20, test_size=30))
+
+
+def _assert_same(data: Cifar10, expected: Cifar10) -> None:
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        actual, wanted = getattr(data, name), getattr(expected, name)
+        assert actual.dtype == wanted.dtype and np.array_equal(actual, wanted), name
+    assert data.content_sha256() == expected.content_sha256()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_archive_repickled_by_python3_reads_the_same(
+    tmp_path: Path, official_content: Cifar10, protocol: int
+) -> None:
+    x, y = synthetic_images(20, seed=0)
+    assert _SPELLINGS[protocol] in batch_bytes(x, y, "b", protocol=protocol)
+    path = write_archive(tmp_path / "a.tar.gz", per_batch=20, test_size=30, protocol=protocol)
+    _assert_same(read_archive(path), official_content)
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_labels_repickled_as_a_numpy_array_read_the_same(
+    tmp_path: Path, official_content: Cifar10, protocol: int
+) -> None:
+    """A repack that kept the labels as an int64 array instead of the official list."""
+    from convlab.synthetic import _pickle
+
+    x_test, y_test = synthetic_images(30, seed=1)
+    batch = {b"batch_label": b"t", b"data": x_test, b"labels": y_test.astype(np.int64), b"filenames": []}
+    path = _archive_with_test_batch(tmp_path, _pickle(batch, protocol))
+    _assert_same(read_archive(path), official_content)
+
+
+def _archive_with_test_batch(tmp_path: Path, batch: bytes) -> Path:
+    return write_archive(tmp_path / "a.tar.gz", per_batch=20, test_size=30, members={"test_batch": batch})
+
+
+def _as_numpy1(pickled: bytes) -> bytes:
+    """numpy 1 named its modules numpy.core.*, numpy 2 names them numpy._core.*.
+
+    Only valid on protocol 2, whose GLOBAL opcode spells names as text without a length prefix.
+    """
+    assert b"numpy._core." in pickled
+    return pickled.replace(b"numpy._core.", b"numpy.core.")
+
+
+class _FakeBuffer:
+    """Pickles as numpy's _frombuffer call, with whatever arguments a crafted archive might give."""
+
+    def __init__(self, *args: object) -> None:
+        self.args = args
+
+    def __reduce__(self) -> tuple:
+        return (np._core.numeric._frombuffer, self.args)
+
+
+def test_numpy1_module_names_are_accepted(tmp_path: Path, official_content: Cifar10) -> None:
+    x_test, y_test = synthetic_images(30, seed=1)
+    reconstructed = _as_numpy1(batch_bytes(x_test, y_test, "t", protocol=2))
+    assert b"numpy.core.multiarray\n_reconstruct" in reconstructed
+    _assert_same(read_archive(_archive_with_test_batch(tmp_path, reconstructed)), official_content)
+
+    from convlab.synthetic import _pickle
+
+    data = _FakeBuffer(x_test.tobytes(), np.dtype("u1"), x_test.shape, "C")
+    frombuffer = _as_numpy1(_pickle({b"data": data, b"labels": [int(v) for v in y_test]}, protocol=2))
+    assert b"numpy.core.numeric\n_frombuffer" in frombuffer
+    _assert_same(read_archive(_archive_with_test_batch(tmp_path, frombuffer)), official_content)
+
+
+def test_fortran_ordered_buffer_is_read_in_its_order(tmp_path: Path, official_content: Cifar10) -> None:
+    from convlab.synthetic import _pickle
+
+    x_test, y_test = synthetic_images(30, seed=1)
+    batch = {b"data": np.asfortranarray(x_test), b"labels": [int(v) for v in y_test]}
+    pickled = _pickle(batch, protocol=5)
+    assert b"_frombuffer" in pickled
+    _assert_same(read_archive(_archive_with_test_batch(tmp_path, pickled)), official_content)
+
+
+class _FakeEncode:
+    """Pickles as a _codecs.encode call with arbitrary arguments (Python 3's spelling of bytes)."""
+
+    def __init__(self, *args: object) -> None:
+        self.args = args
+
+    def __reduce__(self) -> tuple:
+        import codecs
+
+        return (codecs.encode, self.args)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("data", "utf-8"), "not the \\(str, 'latin1'\\)"),
+        (("eJwDAAAAAAE=", "base64"), "not the \\(str, 'latin1'\\)"),
+        (("x\x9c\x03\x00\x00\x00\x00\x01", "zlib"), "not the \\(str, 'latin1'\\)"),
+        ((b"data", "latin1"), "not the \\(str, 'latin1'\\)"),
+        ((3, "latin1"), "not the \\(str, 'latin1'\\)"),
+        (("data",), "not the \\(str, 'latin1'\\)"),
+        (("data", "latin1", "strict"), "not the \\(str, 'latin1'\\)"),
+        (("\u0101", "latin1"), "beyond latin-1"),
+    ],
+)
+def test_codecs_encode_other_than_bytes_spelling_is_refused(
+    tmp_path: Path, args: tuple, message: str
+) -> None:
+    from convlab.synthetic import _pickle
+
+    batch = _pickle({b"data": _FakeEncode(*args), b"labels": [0] * 20}, protocol=2)
+    assert b"_codecs\nencode" in batch
+    with pytest.raises(ArchiveError, match=message) as err:
+        read_archive(_archive_with(tmp_path, data_batch_5=batch))
+    assert "data_batch_5" in str(err.value)
+
+
+_PIXELS = np.zeros((20, 3072), np.uint8).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((_PIXELS[:100], np.dtype("u1"), (20, 3072), "C"), "holds 100 bytes, not 61440"),
+        ((_PIXELS + b"\0", np.dtype("u1"), (20, 3072), "C"), "holds 61441 bytes, not 61440"),
+        ((bytearray(100), np.dtype("u1"), (20, 3072), "C"), "holds 100 bytes, not 61440"),
+        ((_PIXELS, np.dtype("O"), (20, 3072), "C"), "dtype 'O8'"),
+        ((_PIXELS, np.dtype(">u2"), (20, 1536), "C"), "dtype 'u2'"),
+        ((_PIXELS, "u1", (20, 3072), "C"), "dtype 'u1'"),
+        ((_PIXELS, np.dtype("u1"), (-1, 3072), "C"), "malformed numpy array shape"),
+        ((_PIXELS, np.dtype("u1"), [20, 3072], "C"), "malformed numpy array shape"),
+        ((_PIXELS, np.dtype("u1"), (20.0, 3072), "C"), "malformed numpy array shape"),
+        ((_PIXELS.decode("latin1"), np.dtype("u1"), (20, 3072), "C"), "malformed numpy array data"),
+        ((list(range(10)), np.dtype("u1"), (10,), "C"), "malformed numpy array data"),
+        ((_PIXELS, np.dtype("u1"), (20, 3072), "K"), "order 'K'"),
+        ((_PIXELS, np.dtype("u1"), (20, 3072), None), "order None"),
+        ((_PIXELS, np.dtype("u1"), (3072, 20), "K", (1, 0)), "called with 5 arguments"),
+        ((_PIXELS, np.dtype("u1"), (20, 3072)), "called with 3 arguments"),
+        ((_PIXELS, np.dtype("u1"), (20, 3072), "C", None, None), "called with 6 arguments"),
+    ],
+)
+def test_crafted_frombuffer_is_refused_before_numpy_sees_it(
+    tmp_path: Path, args: tuple, message: str
+) -> None:
+    batch = pickle.dumps({b"data": _FakeBuffer(*args), b"labels": [0] * 20}, protocol=5)
+    with pytest.raises(ArchiveError, match=message) as err:
+        read_archive(_archive_with(tmp_path, data_batch_2=batch))
+    assert "data_batch_2" in str(err.value)
+
+
+def test_out_of_band_buffer_is_refused(tmp_path: Path) -> None:
+    """Protocol 5 can leave an array's bytes outside the pickle; an archive has nowhere to keep them."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = np.zeros((20, 3072), np.uint8)
+    batch = pickle.dumps({b"data": data, b"labels": [0] * 20}, protocol=5, buffer_callback=buffers.append)
+    assert buffers  # the data really went out of band
+    with pytest.raises(ArchiveError, match="not a readable pickle"):
+        read_archive(_archive_with(tmp_path, data_batch_2=batch))

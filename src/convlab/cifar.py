@@ -2,8 +2,10 @@
 
 Nothing is extracted to disk: members are read into memory after their names and types are
 checked, so no member can write outside a target folder. The pickles are read by an unpickler
-that only admits the three numpy globals a CIFAR-10 batch uses, so a crafted archive cannot run
-code. Every problem raises ArchiveError naming the member and what is wrong.
+that only admits the few globals a CIFAR-10 batch uses, as pickled by Python 2 (the official
+archive) or re-pickled by Python 3 at protocols 2 to 5, and answers each with an inert stand-in,
+so a crafted archive cannot run code. Every problem raises ArchiveError naming the member and
+what is wrong.
 """
 
 from __future__ import annotations
@@ -55,10 +57,13 @@ class Cifar10:
         return digest.hexdigest()
 
 
-# The unpickler never calls numpy on the archive's bytes. The three globals a CIFAR-10 batch
-# names (numpy's _reconstruct, ndarray, dtype) are answered with the inert stand-ins below, which
-# only record what the pickle says; arrays are then built from those records by np.frombuffer
-# after their dtype, shape and byte count have been checked. Any other global is refused.
+# The unpickler never calls numpy or a codec on the archive's bytes. The globals a CIFAR-10
+# batch names are answered with the inert stand-ins below, which only record what the pickle
+# says; arrays are then built from those records by np.frombuffer after their dtype, shape and
+# byte count have been checked. Any other global is refused. The official archive (Python 2,
+# protocol 2) names numpy's _reconstruct, ndarray and dtype; a copy re-pickled by Python 3 may
+# also name _codecs.encode (protocol 2's spelling of bytes) or numpy's _frombuffer (protocol 5),
+# each under numpy 1's module path (numpy.core) or numpy 2's (numpy._core).
 class _NdarrayName:
     """Stands for numpy.ndarray, the class argument of _reconstruct."""
 
@@ -75,10 +80,22 @@ class _DtypeRecord:
 
 
 class _ArrayRecord:
+    """What _reconstruct + __setstate__ said: (version, shape, dtype, is_fortran, raw bytes)."""
+
     state: object = None
 
     def __setstate__(self, state: object) -> None:
         self.state = state
+
+
+@dataclass(frozen=True)
+class _BufferRecord:
+    """What _frombuffer(buf, dtype, shape, order) was asked for; nothing is built yet."""
+
+    buf: object
+    dtype: object
+    shape: object
+    order: object
 
 
 def _reconstruct(cls: object, *_: object) -> _ArrayRecord:
@@ -87,11 +104,37 @@ def _reconstruct(cls: object, *_: object) -> _ArrayRecord:
     return _ArrayRecord()
 
 
+def _frombuffer(*args: object) -> _BufferRecord:
+    # numpy 2 may add a fifth argument, axis_order, for arrays kept in neither C nor Fortran
+    # order; CIFAR-10's 2-D arrays never need it, so only its absence (None) is accepted.
+    if len(args) == 5 and args[4] is None:
+        args = args[:4]
+    if len(args) != 4:
+        raise ArchiveError(
+            f"numpy _frombuffer called with {len(args)} arguments, not (buf, dtype, shape, order)"
+        )
+    return _BufferRecord(*args)
+
+
+def _encode(*args: object) -> bytes:
+    """Python 3's protocol 2 writes bytes b as _codecs.encode(b.decode('latin1'), 'latin1')."""
+    if len(args) != 2 or not isinstance(args[0], str) or args[1] != "latin1":
+        shown = ", ".join(repr(a)[:40] for a in args)
+        raise ArchiveError(f"_codecs.encode({shown}) is not the (str, 'latin1') that spells bytes")
+    try:
+        return args[0].encode("latin1")
+    except UnicodeEncodeError:
+        raise ArchiveError("_codecs.encode of a string with characters beyond latin-1") from None
+
+
 _STAND_INS = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
     ("numpy", "ndarray"): _NdarrayName,
     ("numpy", "dtype"): _DtypeRecord,
+    ("_codecs", "encode"): _encode,
 }
 # Plain numeric dtypes, little-endian or byte-order free. CIFAR-10 stores uint8 images; the
 # others are read only so that the batch check can say which dtype a wrong archive holds.
@@ -107,15 +150,29 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return _STAND_INS[(module, name)]
 
 
-def _to_array(record: _ArrayRecord) -> np.ndarray:
+def _to_array(record: _ArrayRecord | _BufferRecord) -> np.ndarray:
     """Build the array a record describes, or raise naming what does not fit."""
-    state = record.state
-    if not (isinstance(state, tuple) and len(state) == 5):
-        raise ArchiveError("malformed numpy array state")
-    _, shape, dtype, fortran, raw = state
+    if isinstance(record, _BufferRecord):
+        shape, dtype, raw = record.shape, record.dtype, record.buf
+        if record.order not in ("C", "F"):
+            raise ArchiveError(f"numpy array order {record.order!r}: only 'C' and 'F' are accepted")
+        fortran = record.order == "F"
+        # Protocol 5 carries the data as bytearray (a writable array) or bytes (a read-only one).
+        if isinstance(raw, bytearray):
+            raw = bytes(raw)
+    else:
+        state = record.state
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise ArchiveError("malformed numpy array state")
+        _, shape, dtype, fortran, raw = state
     if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
         raise ArchiveError(f"malformed numpy array shape {shape!r}")
-    if not (isinstance(dtype, _DtypeRecord) and dtype.code in _NUMERIC_CODES and dtype.order in "|<="):
+    if not (
+        isinstance(dtype, _DtypeRecord)
+        and isinstance(dtype.code, str)
+        and dtype.code in _NUMERIC_CODES
+        and dtype.order in ("|", "<", "=")
+    ):
         code = getattr(dtype, "code", dtype)
         raise ArchiveError(f"numpy array of dtype {code!r}: only plain numeric arrays are accepted")
     if not isinstance(raw, bytes) or not isinstance(fortran, bool):
@@ -133,7 +190,8 @@ def _unpickle(raw: bytes, member: str) -> dict:
         obj = _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
         if not isinstance(obj, dict):
             raise ArchiveError(f"expected a dict, found {type(obj).__name__}")
-        return {k: _to_array(v) if isinstance(v, _ArrayRecord) else v for k, v in obj.items()}
+        records = (_ArrayRecord, _BufferRecord)
+        return {k: _to_array(v) if isinstance(v, records) else v for k, v in obj.items()}
     except ArchiveError as err:
         raise ArchiveError(f"{member}: {err}") from None
     except Exception as err:  # a malformed pickle can raise almost anything
