@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,8 +134,15 @@ def test_server_that_keeps_failing_is_given_up_on(served, tmp_path: Path) -> Non
     assert _leftovers(tmp_path / "out") == []
 
 
+def _names_the_way_out(message: str) -> bool:
+    return (
+        "CIFAR10_URL=file:///path/to/cifar-10-python.tar.gz dvc repro" in message
+        and "dvc exp run -S data.url=file:///" in message
+    )
+
+
 def test_unreachable_host(tmp_path: Path) -> None:
-    with pytest.raises(DownloadError, match="cannot connect"):
+    with pytest.raises(DownloadError, match="cannot connect") as err:
         download(
             "http://127.0.0.1:9/cifar.tar.gz",
             tmp_path / "a.tar.gz",
@@ -138,6 +151,81 @@ def test_unreachable_host(tmp_path: Path) -> None:
             attempts=2,
             backoff=0.01,
         )
+    assert _names_the_way_out(str(err.value))
+
+
+def test_http_error_names_the_way_out(served, tmp_path: Path) -> None:
+    server, md5, sha = served
+    with pytest.raises(DownloadError, match="HTTP 404") as err:
+        download(server.url("nope.tar.gz"), tmp_path / "a.tar.gz", md5, sha, backoff=0)
+    assert _names_the_way_out(str(err.value))
+
+
+def test_unknown_host_fails_at_once_with_one_line_naming_the_way_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline, the name lookup fails; waiting and asking again (with backoff) only wastes time."""
+    lookups: list[str] = []
+
+    def offline(host: str, *args: object, **kwargs: object) -> list:
+        lookups.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as err:
+        download(
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            tmp_path / "out" / "a.tar.gz",
+            WRONG_MD5,
+            "0" * 64,
+            backoff=5.0,
+        )
+    message = str(err.value)
+    assert lookups == ["www.cs.toronto.edu"]
+    assert time.monotonic() - started < 2.0  # no backoff sleep
+    assert "cannot resolve www.cs.toronto.edu (Name or service not known)" in message
+    assert "\n" not in message and "attempt" not in message
+    assert _names_the_way_out(message)
+    assert _leftovers(tmp_path / "out") == []
+
+
+def test_temp_file_of_a_killed_download_is_removed_by_the_next(tmp_path: Path, small_archive: Path) -> None:
+    """SIGKILL leaves no chance to clean up: the next download removes what the dead one left."""
+    dest = tmp_path / "raw" / "cifar-10-python.tar.gz"
+    md5 = file_md5(small_archive)
+    # The child dies by SIGKILL after writing part of the archive into its temp file.
+    child = f"""
+import os, signal
+import convlab.download as d
+def copy_then_die(source, target, *rest):
+    target.write(source.read(1000))
+    target.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+d._copy = copy_then_die
+d.download({small_archive.as_uri()!r}, {str(dest)!r}, {md5!r}, "0" * 64)
+"""
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, timeout=60)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    (left,) = _leftovers(dest.parent)
+    assert left.startswith(".cifar-10-python.tar.gz.") and left.endswith(".part")
+
+    download(small_archive.as_uri(), dest, md5, "0" * 64)
+    assert _leftovers(dest.parent) == ["cifar-10-python.tar.gz"]
+
+
+def test_temp_file_of_a_running_download_is_left_alone(tmp_path: Path, small_archive: Path) -> None:
+    dest = tmp_path / "a.tar.gz"
+    live = tmp_path / ".a.tar.gz.running.part"
+    stale = tmp_path / ".a.tar.gz.killed.part"
+    other = tmp_path / ".b.tar.gz.killed.part"  # another file's temp: not ours to judge
+    for path in (live, stale, other):
+        path.write_bytes(b"partial")
+    with live.open("rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # what a download in progress holds
+        download(small_archive.as_uri(), dest, file_md5(small_archive), "0" * 64)
+        assert _leftovers(tmp_path) == [".a.tar.gz.running.part", ".b.tar.gz.killed.part", "a.tar.gz"]
+    assert not stale.exists()
 
 
 def test_unsupported_scheme(tmp_path: Path) -> None:

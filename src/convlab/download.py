@@ -2,13 +2,18 @@
 
 The download goes to a temp file beside the destination, is retried with backoff (resuming with
 an HTTP Range request where the server allows it), is verified, and only then renamed into
-place. Any failure leaves no destination file behind.
+place. Any failure leaves no destination file behind, and a temp file that a killed download left
+is removed by the next one. A host that cannot be resolved fails at once, and every network
+failure names the way out: a copy of the archive on disk.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import glob
 import os
+import socket
 import tempfile
 import time
 import urllib.error
@@ -25,6 +30,11 @@ from convlab.cifar import ArchiveError, file_md5, read_archive
 CHUNK = 1 << 20
 # HTTP statuses worth another try: timeouts, rate limits and server-side failures.
 _RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+# Appended to every failure to fetch over the network: offline, the only way on is a local copy.
+OFFLINE_HINT = (
+    "to use a copy on disk instead, run CIFAR10_URL=file:///path/to/cifar-10-python.tar.gz dvc repro "
+    "(or dvc exp run -S data.url=file:///path/to/cifar-10-python.tar.gz)"
+)
 
 
 class DownloadError(RuntimeError):
@@ -78,9 +88,17 @@ def _http_attempt(url: str, target: BinaryIO, timeout: float) -> None:
             raise _Retryable(f"HTTP 416 for a resumed range at byte {have}") from None
         if err.code in _RETRYABLE_STATUS:
             raise _Retryable(f"HTTP {err.code} {err.reason}") from None
-        raise DownloadError(f"{url} answered HTTP {err.code} {err.reason}") from None
+        raise DownloadError(f"{url} answered HTTP {err.code} {err.reason}; {OFFLINE_HINT}") from None
     except (urllib.error.URLError, OSError) as err:
-        raise _Retryable(f"cannot connect: {getattr(err, 'reason', err)}") from None
+        reason = getattr(err, "reason", err)  # urllib wraps the socket's error in a URLError
+        if isinstance(reason, socket.gaierror):
+            # No address for the name (offline, or no DNS): unlike a dropped connection, asking
+            # again a few seconds later does not help, so fail at once.
+            host = urllib.parse.urlparse(url).hostname
+            raise DownloadError(
+                f"cannot resolve {host} ({reason.strerror or reason}); {OFFLINE_HINT}"
+            ) from None
+        raise _Retryable(f"cannot connect: {reason}") from None
     with response:
         if have and response.status != 206:  # server ignored the range: start over
             target.seek(0)
@@ -106,7 +124,9 @@ def _fetch_http(url: str, target: BinaryIO, attempts: int, backoff: float, timeo
             errors.append(f"attempt {attempt}: {err}")
             if attempt < attempts:
                 time.sleep(backoff * 2 ** (attempt - 1))
-    raise DownloadError(f"could not download {url} in {attempts} attempts: " + "; ".join(errors))
+    raise DownloadError(
+        f"could not download {url} in {attempts} attempts: {'; '.join(errors)}; {OFFLINE_HINT}"
+    )
 
 
 def verify(path: str | Path, md5: str, content_sha256: str) -> Verified:
@@ -126,6 +146,22 @@ def verify(path: str | Path, md5: str, content_sha256: str) -> Verified:
     return Verified(md5=actual_md5, content_sha256=content, matched="content_sha256")
 
 
+def _remove_stale_parts(destination: Path) -> None:
+    """Remove the temp files of earlier downloads to destination that were killed mid-way.
+
+    A running download holds an exclusive lock on its temp file, and the kernel drops the lock
+    when the process dies however it dies (SIGKILL included), so a temp file that can be locked
+    belongs to no one; one that cannot is a concurrent download's and is left alone.
+    """
+    for part in destination.parent.glob(f".{glob.escape(destination.name)}.*.part"):
+        try:
+            with part.open("rb") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                part.unlink()
+        except (BlockingIOError, FileNotFoundError):
+            continue  # alive, or removed by someone else since the glob
+
+
 def download(
     url: str,
     destination: str | Path,
@@ -141,18 +177,22 @@ def download(
     scheme = urllib.parse.urlparse(url).scheme
     if scheme not in ("http", "https", "file"):
         raise DownloadError(f"cannot download {url!r}: only http, https and file URLs are supported")
+    _remove_stale_parts(destination)
     fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "w+b") as target:
+            # Held until the file is renamed into place: it marks the temp file as in use.
+            fcntl.flock(target, fcntl.LOCK_EX)
             if scheme == "file":
                 _fetch_file(url, target)
             else:
                 _fetch_http(url, target, attempts, backoff, timeout)
-        if os.path.getsize(tmp) == 0:
-            raise DownloadError(f"{url} served an empty file")
-        verified = verify(tmp, md5, content_sha256)
-        os.replace(tmp, destination)
-        return verified
+            target.flush()
+            if os.path.getsize(tmp) == 0:
+                raise DownloadError(f"{url} served an empty file")
+            verified = verify(tmp, md5, content_sha256)
+            os.replace(tmp, destination)
+            return verified
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
