@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -184,3 +185,57 @@ def test_git_does_not_ignore_project_files(name: str) -> None:
         ["git", "check-ignore", "--no-index", "-q", name], cwd=PROJECT, capture_output=True, check=False
     )
     assert result.returncode == 1
+
+
+FULL_DISK_SCRIPT = """
+import sys
+from pathlib import Path
+from convlab.atomic import DiskFullError, write_text
+from convlab.checkpoint import save_checkpoint
+from convlab.model import ConvNet
+
+folder = Path(sys.argv[1])
+write_text(folder / "baseline.pt", "old")
+write_text(folder / "test.json", "old")
+for write in (
+    lambda: save_checkpoint(folder / "baseline.pt", [{"seed": 0, "state_dict": ConvNet().state_dict()}]),
+    lambda: write_text(folder / "test.json", "0" * 1_000_000),
+):
+    try:
+        write()
+    except DiskFullError as err:
+        print(err)
+contents = [(folder / name).read_text() for name in ("baseline.pt", "test.json")]
+print(sorted(p.name for p in folder.iterdir()), *contents)
+"""
+
+
+def test_a_real_full_disk(tmp_path: Path) -> None:
+    """A 256 KiB tmpfs in a private mount namespace, where unshare and mount are allowed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        'mount -t tmpfs -o size=256k tmpfs "$0"',
+    ]
+    try:
+        probe = subprocess.run([*mount, str(disk)], capture_output=True, check=False)
+    except FileNotFoundError:
+        pytest.skip("no unshare here")
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {probe.stderr.decode().strip()}")
+    mount[-1] += ' && exec "$1" -c "$2" "$0"'
+    result = subprocess.run(
+        [*mount, str(disk), sys.executable, FULL_DISK_SCRIPT], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"no space left on device while writing {disk / 'baseline.pt'}",
+        f"no space left on device while writing {disk / 'test.json'}",
+        "['baseline.pt', 'test.json'] old old",
+    ]
