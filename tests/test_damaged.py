@@ -257,6 +257,17 @@ def test_damage_that_still_parses_is_refused(
     assert what in stderr
 
 
+def test_variants_with_different_numbers_of_runs_are_refused(study: Path) -> None:
+    runs, metrics = study / "plots/train_dropout/runs.csv", study / "metrics/train_dropout.json"
+    second_seed = edit_text(lambda t: t + "1," + t.splitlines()[1].split(",", 1)[1] + "\n")
+    with (
+        altered(runs, second_seed(runs.read_bytes())),
+        altered(metrics, edit_json(lambda m: m.update(seeds=2))(metrics.read_bytes())),
+    ):
+        stderr = assert_refused(study, "report", [], "report", "plots/train_dropout/runs.csv")
+    assert "(2 runs, baseline has 1)" in stderr
+
+
 @pytest.mark.parametrize(
     ("script", "argv", "damaged"),
     [
