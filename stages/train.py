@@ -2,6 +2,10 @@
 checkpoint of each run, the metrics (means over seeds, with spread from two seeds on), the first
 seed's curves and one row per run in plots/train_<variant>/runs.csv.
 
+metrics/ holds only what compares runs (accuracies, losses, epochs, seeds and spread), so
+`dvc exp show` and `dvc metrics diff` stay readable; how each run ran (seconds, images per
+second, device, precision and why, hardware) goes to runs.csv, which the report shows.
+
 Usage: python stages/train.py {baseline,dropout,staged_dropout}
 """
 
@@ -20,7 +24,7 @@ from convlab.fingerprint import fingerprint
 from convlab.logs import write_metrics, write_table
 from convlab.model import ConvNet, count_parameters
 from convlab.params import ParamsError, load_params
-from convlab.runtime import resolve_runtime
+from convlab.runtime import Runtime, cpu_model, resolve_runtime
 from convlab.stats import summarize, summary_metrics
 from convlab.train import History, TrainResult, train
 
@@ -54,14 +58,16 @@ def main(argv: list[str]) -> None:
         f"{stage}: {count_parameters(ConvNet()):,} parameters, {variant.epochs} epochs, "
         f"dropout {variant.pool1}/{variant.pool2}/{variant.fc}, "
         f"augmentation {variant.augmentation}, "
-        f"seeds {', '.join(map(str, params.run_seeds))}, on {runtime.describe()}",
+        f"seeds {', '.join(map(str, params.run_seeds))}, on {runtime.describe()} "
+        f"({runtime.precision_reason}; {hardware(runtime)})",
         flush=True,
     )
 
     def write_curves(history: History) -> None:
+        # Both files every epoch (train() logs a step point in every epoch), so the curves always
+        # exist and always belong to this run.
         write_table(plots / "epochs.csv", (dataclasses.asdict(e) for e in history.epochs))
-        if history.steps:
-            write_table(plots / "steps.csv", (dataclasses.asdict(s) for s in history.steps))
+        write_table(plots / "steps.csv", (dataclasses.asdict(s) for s in history.steps))
 
     # One run per seed. Each keeps its own resume file until the whole stage is done, so a
     # killed stage re-run skips finished seeds (their file holds every epoch) and resumes the
@@ -101,21 +107,9 @@ def main(argv: list[str]) -> None:
         variant=name,
     )
     write_curves(results[0][1].history)
-    runs = [
-        {
-            "seed": seed,
-            "best_val_acc": r.best_val_acc,
-            "best_epoch": r.best_epoch,
-            "final_val_acc": r.history.epochs[-1].val_acc,
-            "final_val_loss": r.history.epochs[-1].val_loss,
-            "final_train_acc": r.history.epochs[-1].train_acc,
-            "final_train_loss": r.history.epochs[-1].train_loss,
-            "train_seconds": round(r.history.train_seconds, 2),
-        }
-        for seed, r in results
-    ]
+    runs = [run_row(seed, r, runtime) for seed, r in results]
     write_table(plots / "runs.csv", runs)
-    write_metrics(Path("metrics") / f"{stage}.json", run_metrics(runs, results, runtime.describe()))
+    write_metrics(Path("metrics") / f"{stage}.json", run_metrics(runs))
     for seed in params.run_seeds:  # finished: nothing left to resume
         (RESUME_DIR / f"{stage}-seed{seed}.pt").unlink(missing_ok=True)
     if len(results) > 1:
@@ -126,28 +120,49 @@ def main(argv: list[str]) -> None:
         )
 
 
-def run_metrics(runs: list[dict], results: list[tuple[int, TrainResult]], runtime: str) -> dict:
-    """metrics/train_<variant>.json: accuracies and losses are means over the seeds (with std and
-    95% CI from two seeds on); best_epoch is the first seed's; seconds add up over the runs."""
+def hardware(runtime: Runtime) -> str:
+    """What ran the training, by name: the GPU's or the CPU's model."""
+    if runtime.device.type == "cuda":
+        return torch.cuda.get_device_name(runtime.device)
+    return f"{cpu_model()}, {torch.get_num_threads()} threads"
+
+
+def run_row(seed: int, result: TrainResult, runtime: Runtime) -> dict:
+    """One row of runs.csv: a run's accuracies and losses, and how it ran."""
+    final = result.history.epochs[-1]
+    return {
+        "seed": seed,
+        "best_val_acc": result.best_val_acc,
+        "best_epoch": result.best_epoch,
+        "final_val_acc": final.val_acc,
+        "final_val_loss": final.val_loss,
+        "final_train_acc": final.train_acc,
+        "final_train_loss": final.train_loss,
+        "train_seconds": round(result.history.train_seconds, 2),
+        "wall_seconds": round(result.history.wall_seconds, 2),
+        "images_per_second": round(result.images_per_second, 1),
+        "runtime": runtime.describe(),
+        "precision_reason": runtime.precision_reason,
+        "hardware": hardware(runtime),
+    }
+
+
+def run_metrics(runs: list[dict]) -> dict:
+    """metrics/train_<variant>.json: accuracies, losses and the best epoch as means over the seeds
+    (accuracies with std and 95% CI from two seeds on), so one seed gives that run's numbers."""
 
     def mean(key: str) -> float:
         return summarize([r[key] for r in runs]).mean
 
-    train_seconds = sum(r.history.train_seconds for _, r in results)
-    images = sum(r.images_per_second * r.history.train_seconds for _, r in results)
+    best_epochs = [r["best_epoch"] for r in runs]
     return {
         "seeds": len(runs),
         **summary_metrics("best_val_acc", [r["best_val_acc"] for r in runs]),
-        "best_epoch": runs[0]["best_epoch"],
+        "best_epoch": best_epochs[0] if len(runs) == 1 else round(mean("best_epoch"), 1),
         **summary_metrics("final_val_acc", [r["final_val_acc"] for r in runs]),
         "final_val_loss": mean("final_val_loss"),
         "final_train_acc": mean("final_train_acc"),
         "final_train_loss": mean("final_train_loss"),
-        "epochs": len(results[0][1].history.epochs),
-        "train_seconds": round(train_seconds, 2),
-        "wall_seconds": round(sum(r.history.wall_seconds for _, r in results), 2),
-        "images_per_second": round(images / train_seconds if train_seconds else 0.0, 1),
-        "runtime": runtime,
     }
 
 

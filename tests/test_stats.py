@@ -61,10 +61,30 @@ def test_seed_metrics_of_one_run_claim_no_spread() -> None:
 def test_welch_difference_with_unequal_spreads() -> None:
     # Means 3 and 6, variances 2.5 and 10: se = sqrt(0.5 + 2) = 1.581, Welch df = 6.25 / 1.0625
     # = 5.88, taken as 5 (t = 2.571): interval -3 +- 4.065, which holds zero.
-    d = welch_difference([1, 2, 3, 4, 5], [2, 4, 6, 8, 10])
+    d = welch_difference([1, 2, 3, 4, 5], [2, 4, 6, 8, 10], bounds=None)
     assert d.diff == -3.0
     assert d.df == pytest.approx(5.882, abs=1e-3)
     assert d.ci95 == pytest.approx((-3 - 2.571 * math.sqrt(2.5), -3 + 2.571 * math.sqrt(2.5)))
+    assert not d.beyond_noise
+
+
+def test_accuracy_intervals_stay_within_0_and_1() -> None:
+    """Two seeds far apart (15.5% +- 9.2 points) give a t interval (12.7) far past 0%: it is cut
+    at 0 and says so; the metrics are cut the same way; a plain quantity keeps its interval."""
+    runs = [0.09, 0.22]
+    free = summarize(runs)
+    assert free.ci95[0] < -0.5 and not free.clipped
+    bounded = summarize(runs, (0.0, 1.0))
+    assert bounded.clipped and bounded.ci95 == (0.0, pytest.approx(free.ci95[1]))
+    assert bounded.mean == free.mean and bounded.std == free.std
+    metrics = summary_metrics("best_val_acc", runs)
+    assert metrics["best_val_acc_ci95_low"] == 0.0 and metrics["best_val_acc_ci95_high"] <= 1.0
+    assert not summarize([0.70, 0.72, 0.74], (0.0, 1.0)).clipped
+
+
+def test_difference_intervals_stay_within_plus_minus_one() -> None:
+    d = welch_difference([0.95, 0.10], [0.05, 0.90])
+    assert d.clipped and -1.0 <= d.ci95[0] and d.ci95[1] <= 1.0
     assert not d.beyond_noise
 
 

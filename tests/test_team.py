@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from project import copy_project, dvc, git, ran_stages, run
 
 from convlab.cifar import file_md5
@@ -91,6 +92,58 @@ def test_push_and_pull_through_a_local_remote(reproduced: Path, tmp_path: Path) 
     assert any((storage / "files").rglob("*"))
     assert any((storage / "runs").rglob("*"))  # the run cache went too
     assert_round_trip(reproduced, "folder", tmp_path / "clone")
+
+
+RESULTS = ("metrics", "plots", "report", "models")
+
+
+def results(repo: Path) -> dict[str, bytes]:
+    """Every file of the stages' results (git-tracked and DVC-cached), by path."""
+    return {
+        str(path.relative_to(repo)): path.read_bytes()
+        for folder in RESULTS
+        for path in sorted((repo / folder).rglob("*"))
+        if path.is_file() and path.name != ".gitignore"
+    }
+
+
+def set_param(repo: Path, section: str, key: str, value: float) -> None:
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw[section][key] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def test_returning_to_earlier_params_restores_every_stage_from_the_run_cache(reproduced: Path) -> None:
+    committed = results(reproduced)
+    other = dvc(reproduced, "exp", "run", "-S", "dropout.fc=0.3")
+    assert ran_stages(other.stdout) == ["train_dropout", "evaluate_test", "report"]
+    assert results(reproduced) != committed
+    # Back to the committed value: every stage that re-ran is restored, none trains again.
+    again = dvc(reproduced, "exp", "run", "-S", "dropout.fc=0.1")
+    assert ran_stages(again.stdout) == [], again.stdout
+    for stage in ("train_dropout", "evaluate_test", "report"):
+        assert f"Stage '{stage}' is cached - skipping run" in again.stdout, again.stdout
+    assert results(reproduced) == committed
+
+
+def test_shared_runs_spare_a_teammate_the_training(reproduced: Path, tmp_path: Path) -> None:
+    """tools/share_runs.py pushes every recorded run with its files: another clone of the commit,
+    given one of those runs' params, restores it from the remote and trains nothing."""
+    storage = tmp_path / "shared"
+    dvc(reproduced, "remote", "add", "--local", "-f", "shared", str(storage))
+    dvc(reproduced, "exp", "run", "-S", "dropout.fc=0.35")  # a run only this clone has made
+    made = results(reproduced)
+    dvc(reproduced, "exp", "run", "-S", "dropout.fc=0.1")  # back to the committed results
+    run(reproduced, sys.executable, "tools/share_runs.py", "-r", "shared")
+
+    teammate = clone(reproduced, tmp_path / "teammate")
+    dvc(teammate, "remote", "add", "--local", "-d", "shared", str(storage))
+    dvc(teammate, "pull", "--run-cache")  # the commit's outputs and the records of every run
+    set_param(teammate, "dropout", "fc", 0.35)
+    result = dvc(teammate, "repro", "--pull")  # --pull: the files of the run it restores
+    assert ran_stages(result.stdout) == [], result.stdout
+    assert "Stage 'train_dropout' is cached - skipping run" in result.stdout, result.stdout
+    assert results(teammate) == made
 
 
 @pytest.fixture

@@ -1,43 +1,54 @@
-"""Data augmentation of a training batch on the device: random crop and horizontal flip.
+"""Data augmentation of a training batch: random crop and horizontal flip, drawn as pixel maps.
 
-Whole-batch tensor ops, no per-image Python, drawn from torch's global RNG of the batch's device:
-the seed fixes them, and train()'s resume state (which saves that RNG) continues them exactly.
+A crop of the image reflect-padded by `padding` pixels, and a left-right mirror, only move
+pixels: each output pixel is some pixel of the stored image. So the draws here become, per image,
+the source row of every output row and the source column of every output column (the padding's
+reflection and the mirror folded in), and the batch is gathered once from the stored uint8
+images with them (DeviceImages.batch). No padded copy, no float image is moved, and it costs
+one small gather instead of a pad, a gather and a flip of the float batch.
+
+Drawn from torch's global RNG of the data's device, in the same order as before (rows' offsets,
+columns' offsets, then flips), so the seed fixes them and a resumed run continues them exactly.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from torch.nn import functional as F
 
 
-def random_crop(x: torch.Tensor, padding: int) -> torch.Tensor:
-    """Each image of an (N, C, H, W) batch cropped back to H x W at a random offset from its
-    reflect-padded copy, so the network sees it shifted by up to `padding` pixels either way."""
-    if padding == 0:
-        return x
-    n, c, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding), mode="reflect")
-    top = torch.randint(0, 2 * padding + 1, (n, 1), device=x.device)
-    left = torch.randint(0, 2 * padding + 1, (n, 1), device=x.device)
-    rows = top + torch.arange(h, device=x.device)  # (N, H)
-    cols = left + torch.arange(w, device=x.device)  # (N, W)
-    images = torch.arange(n, device=x.device).view(n, 1, 1, 1)
-    channels = torch.arange(c, device=x.device).view(1, c, 1, 1)
-    return padded[images, channels, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+@dataclass(frozen=True)
+class PixelMaps:
+    """For each image of a batch, the source row of each output row (N, H) and the source column
+    of each output column (N, W), indices into the stored H x W image."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
 
 
-def random_flip(x: torch.Tensor) -> torch.Tensor:
-    """Each image of an (N, C, H, W) batch mirrored left-right with probability 1/2."""
-    flip = torch.rand(len(x), device=x.device) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+def reflect(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Positions of a reflect-padded axis (may run past 0 or size - 1) mapped back into the axis
+    the way F.pad(mode='reflect') fills the padding: -1 -> 1, size -> size - 2."""
+    index = index.abs()
+    return torch.where(index > size - 1, 2 * (size - 1) - index, index)
 
 
-def augment(
-    x: torch.Tensor, crop_padding: int, flip: bool, memory_format: torch.memory_format
-) -> torch.Tensor:
-    """The batch with the augmentations a variant asks for, laid out in `memory_format`
-    (the crop's gather returns a plain contiguous tensor)."""
-    x = random_crop(x, crop_padding)
+def draw_pixel_maps(
+    n: int, height: int, width: int, padding: int, flip: bool, device: torch.device
+) -> PixelMaps:
+    """Each image shifted uniformly by -padding..padding pixels in each direction (a window of its
+    reflect-padded copy) and, when `flip`, mirrored left-right with probability 1/2."""
+    if padding >= min(height, width):
+        raise ValueError(f"reflect padding of {padding} needs images larger than {height}x{width}")
+    rows = torch.arange(height, device=device).expand(n, height)
+    cols = torch.arange(width, device=device).expand(n, width)
+    if padding:
+        top = torch.randint(0, 2 * padding + 1, (n, 1), device=device)
+        left = torch.randint(0, 2 * padding + 1, (n, 1), device=device)
+        rows = reflect(rows + top - padding, height)
+        cols = reflect(cols + left - padding, width)
     if flip:
-        x = random_flip(x)
-    return x.contiguous(memory_format=memory_format)
+        mirrored = torch.rand(n, device=device) < 0.5
+        cols = torch.where(mirrored.view(n, 1), cols.flip(1), cols)
+    return PixelMaps(rows, cols)

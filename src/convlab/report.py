@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -12,10 +13,13 @@ matplotlib.use("Agg")  # files only: no display on servers or in CI
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from convlab.cifar import CLASSES  # noqa: E402
 from convlab.evaluate import per_class_accuracy  # noqa: E402
+from convlab.params import TrainParams, VariantParams  # noqa: E402
 from convlab.stats import (  # noqa: E402
+    ACCURACY_BOUNDS,
     Difference,
     binomial_standard_error,
     mcnemar,
@@ -23,12 +27,30 @@ from convlab.stats import (  # noqa: E402
     welch_difference,
 )
 
-# What the study being reproduced reported, for comparison (validation / test accuracy).
+FIGURES = "figures"  # the report's PNGs, in this folder beside report.md
+
+# What the study being reproduced reported (validation / test accuracy), and the settings it
+# reported them for: (epochs, pool1, pool2, fc). The figure is shown only for a variant trained
+# that way, without augmentation, with the study's SGD (lr 1e-3, momentum 0.9, batch 32).
 REFERENCE = {
-    "baseline": "val close to 70%",
-    "dropout": "not reported",
-    "staged_dropout": "val 77%, test 75%",
+    "baseline": ((20, 0.0, 0.0, 0.0), "val close to 70%"),
+    "dropout": ((20, 0.1, 0.1, 0.1), "not reported"),
+    "staged_dropout": ((40, 0.1, 0.2, 0.5), "val 77%, test 75%"),
 }
+STUDY_SGD = {"lr": 1e-3, "momentum": 0.9, "batch_size": 32}
+NOT_THE_STUDYS = "none (not the study's settings)"
+
+
+def reference_for(name: str, variant: VariantParams, train: TrainParams) -> str:
+    """The reproduced study's figure for this variant, or a note that these settings are not the
+    study's (so no figure of the study's applies)."""
+    if name not in REFERENCE:
+        return NOT_THE_STUDYS
+    settings, figure = REFERENCE[name]
+    sgd = {key: getattr(train, key) for key in STUDY_SGD}
+    ours = (variant.epochs, variant.pool1, variant.pool2, variant.fc)
+    same = ours == settings and not variant.augments and sgd == STUDY_SGD
+    return figure if same else NOT_THE_STUDYS
 
 
 @dataclass(frozen=True)
@@ -37,19 +59,38 @@ class VariantResult:
     dropout: tuple[float, float, float]
     augmentation: str  # "none" or what the variant's training batches went through
     epochs: list[dict[str, float]]  # rows of plots/train_<variant>/epochs.csv (first seed)
-    train: dict  # metrics/train_<variant>.json
-    seeds: list[int]  # one per training run, first seed first
-    val_runs: list[float]  # best validation accuracy of each run
-    test_runs: list[float]  # test accuracy of each run's best checkpoint
+    runs: list[dict[str, Any]]  # rows of plots/train_<variant>/runs.csv: one per seed, first first
+    test_runs: list[float]  # test accuracy of each run's best checkpoint, in the order of runs
     confusion: np.ndarray  # counts[actual, predicted], first seed's model
     correct: np.ndarray  # per test image, in test order: did the first seed's model get it right
+    reference: str = NOT_THE_STUDYS  # the reproduced study's figure (reference_for)
 
     def __post_init__(self) -> None:
-        if not len(self.seeds) == len(self.val_runs) == len(self.test_runs) > 0:
+        if not len(self.runs) == len(self.test_runs) > 0:
             raise ValueError(
-                f"{self.name}: {len(self.seeds)} seeds but {len(self.val_runs)} validation and "
-                f"{len(self.test_runs)} test results: re-run the train and evaluate_test stages"
+                f"{self.name}: {len(self.runs)} training runs but {len(self.test_runs)} test results: "
+                "re-run the train and evaluate_test stages"
             )
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(run["seed"]) for run in self.runs]
+
+    @property
+    def val_runs(self) -> list[float]:
+        """Best validation accuracy of each run."""
+        return [float(run["best_val_acc"]) for run in self.runs]
+
+    @property
+    def train_seconds(self) -> float:
+        """Seconds in training steps, all runs together."""
+        return math.fsum(float(run["train_seconds"]) for run in self.runs)
+
+    @property
+    def ran_on(self) -> str:
+        """Device, precision and layout, and the hardware by name, of the first run."""
+        first = self.runs[0]
+        return f"{first['runtime']}, {first['hardware']}"
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -84,6 +125,7 @@ def plot_curves(result: VariantResult, path: Path) -> None:
         ax.plot(epochs, [row[f"train_{key}"] for row in result.epochs], label="training")
         ax.plot(epochs, [row[f"val_{key}"] for row in result.epochs], label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no 1.2, 1.4, ... on short runs
         ax.set_title(f"{result.name}: {title}")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -99,6 +141,7 @@ def plot_validation(results: list[VariantResult], path: Path) -> None:
             label=result.name,
         )
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("validation accuracy")
     ax.set_title("validation accuracy of every variant")
     ax.grid(alpha=0.3)
@@ -112,7 +155,7 @@ def plot_seeds(results: list[VariantResult], path: Path) -> None:
     for ax, attribute, title in ((axes[0], "val_runs", "best validation"), (axes[1], "test_runs", "test")):
         for x, result in enumerate(results):
             values = getattr(result, attribute)
-            summary = summarize(values)
+            summary = summarize(values, ACCURACY_BOUNDS)
             low, high = summary.ci95
             ax.scatter([x] * len(values), values, s=18, alpha=0.6, color=f"C{x}")
             ax.errorbar(
@@ -126,6 +169,8 @@ def plot_seeds(results: list[VariantResult], path: Path) -> None:
         ax.set_xticks(range(len(results)), [r.name for r in results])
         ax.set_title(f"{title} accuracy: each seed, mean and 95% CI", fontsize=10)
         ax.grid(alpha=0.3)
+    bottom, top = axes[0].get_ylim()
+    axes[0].set_ylim(max(bottom, 0.0), min(top, 1.0))  # an accuracy axis never leaves [0, 1]
     _save(fig, path)
 
 
@@ -160,11 +205,21 @@ def _points(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
+CLIPPED = "†"
+CLIPPED_NOTE = (
+    f"{CLIPPED} The t interval reached past what the quantity can be (an accuracy outside "
+    "0-100%, a difference outside ±100 points) and is cut at that bound: with this few runs and "
+    "this much spread it says little more than that."
+)
+
+
 def _spread(values: list[float]) -> str:
-    """'74.1% ± 0.6 [73.4, 74.8]': the runs' mean, standard deviation and 95% CI, in points."""
-    summary = summarize(values)
+    """'74.1% ± 0.6 [73.4, 74.8]': the runs' mean, standard deviation and 95% CI, in points
+    (the interval within 0-100%, marked where it had to be cut)."""
+    summary = summarize(values, ACCURACY_BOUNDS)
     low, high = summary.ci95
-    return f"{_pct(summary.mean)} ± {_points(summary.std)} [{_points(low)}, {_points(high)}]"
+    mark = CLIPPED if summary.clipped else ""
+    return f"{_pct(summary.mean)} ± {_points(summary.std)} [{_points(low)}, {_points(high)}]{mark}"
 
 
 def _pairs(results: list[VariantResult]) -> list[tuple[VariantResult, VariantResult]]:
@@ -187,18 +242,18 @@ def _results_single_run(results: list[VariantResult], val_size: int, test_size: 
     """One run per variant: each accuracy with its standard error on that many images."""
     lines = [
         "| variant | dropout (pool1/pool2/fc) | augmentation | epochs | best val ± SE (epoch) "
-        "| final val | test ± SE | train s | images/s | run on | reference |",
+        "| final val | test ± SE | train s | images/s | run on | study's reference |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        t, val, test = r.train, r.val_runs[0], r.test_runs[0]
+        run, val, test = r.runs[0], r.val_runs[0], r.test_runs[0]
         lines.append(
-            f"| {r.name} | {'/'.join(f'{d:g}' for d in r.dropout)} | {r.augmentation} | {t['epochs']} "
-            f"| {_pct(val)} ± {_points(binomial_standard_error(val, val_size))} ({t['best_epoch']}) "
-            f"| {_pct(t['final_val_acc'])} "
+            f"| {r.name} | {'/'.join(f'{d:g}' for d in r.dropout)} | {r.augmentation} | {len(r.epochs)} "
+            f"| {_pct(val)} ± {_points(binomial_standard_error(val, val_size))} ({run['best_epoch']}) "
+            f"| {_pct(run['final_val_acc'])} "
             f"| {_pct(test)} ± {_points(binomial_standard_error(test, test_size))} "
-            f"| {t['train_seconds']:.0f} | {t['images_per_second']:.0f} | {t['runtime']} "
-            f"| {REFERENCE.get(r.name, '')} |"
+            f"| {r.train_seconds:.0f} | {float(run['images_per_second']):.0f} | {r.ran_on} "
+            f"| {r.reference} |"
         )
     typical_se = binomial_standard_error(results[0].val_runs[0], val_size)
     lines += [
@@ -229,19 +284,18 @@ def _results_seeds(results: list[VariantResult]) -> list[str]:
     lines = [
         "| variant | dropout (pool1/pool2/fc) | augmentation | epochs | seeds "
         "| best val: mean ± std [95% CI] | test: mean ± std [95% CI] | train s (all seeds) "
-        "| run on | reference |",
+        "| run on | study's reference |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        t = r.train
         lines.append(
-            f"| {r.name} | {'/'.join(f'{d:g}' for d in r.dropout)} | {r.augmentation} | {t['epochs']} "
+            f"| {r.name} | {'/'.join(f'{d:g}' for d in r.dropout)} | {r.augmentation} | {len(r.epochs)} "
             f"| {len(r.seeds)} | {_spread(r.val_runs)} | {_spread(r.test_runs)} "
-            f"| {t['train_seconds']:.0f} | {t['runtime']} | {REFERENCE.get(r.name, '')} |"
+            f"| {r.train_seconds:.0f} | {r.ran_on} | {r.reference} |"
         )
     lines += [
         "",
-        "![every seed's accuracy](seeds.png)",
+        f"![every seed's accuracy]({FIGURES}/seeds.png)",
         "",
         "## Which differences are larger than noise",
         "",
@@ -253,16 +307,18 @@ def _results_seeds(results: list[VariantResult]) -> list[str]:
         "| comparison | best val difference [95% CI] | verdict | test difference [95% CI] | verdict |",
         "|---|---|---|---|---|",
     ]
+    clipped = any(summarize(v, ACCURACY_BOUNDS).clipped for r in results for v in (r.val_runs, r.test_runs))
     for a, b in _pairs(results):
         cells = []
         for first, second in ((a.val_runs, b.val_runs), (a.test_runs, b.test_runs)):
             d = welch_difference(first, second)
+            clipped |= d.clipped
             cells.append(
-                f"{100 * d.diff:+.1f} points [{100 * d.ci95[0]:+.1f}, {100 * d.ci95[1]:+.1f}] "
-                f"| {_verdict(d.beyond_noise)}"
+                f"{100 * d.diff:+.1f} points [{100 * d.ci95[0]:+.1f}, {100 * d.ci95[1]:+.1f}]"
+                f"{CLIPPED if d.clipped else ''} | {_verdict(d.beyond_noise)}"
             )
         lines.append(f"| {a.name} vs {b.name} | {cells[0]} | {cells[1]} |")
-    return lines
+    return lines + (["", CLIPPED_NOTE] if clipped else [])
 
 
 def markdown(results: list[VariantResult], val_size: int, test_size: int, normalize: str) -> str:
@@ -305,22 +361,23 @@ def markdown(results: list[VariantResult], val_size: int, test_size: int, normal
         "",
         "## Data",
         "",
-        "![first training image](first_image.png) ![first 100 training images](first_100.png)",
+        f"![first training image]({FIGURES}/first_image.png) "
+        f"![first 100 training images]({FIGURES}/first_100.png)",
         "",
         "## Validation accuracy of every variant",
         "",
-        "![validation accuracy](val_acc.png)",
+        f"![validation accuracy]({FIGURES}/val_acc.png)",
         "",
         f"## Training and validation curves (seed {results[0].seeds[0]})",
         "",
     ]
     for r in results:
-        lines += [f"![{r.name} curves](curves_{r.name}.png)", ""]
+        lines += [f"![{r.name} curves]({FIGURES}/curves_{r.name}.png)", ""]
     lines += [
         f"## Test confusion matrices of seed {results[0].seeds[0]}'s models (rows: actual, columns: "
         "predicted)",
         "",
-        "![confusion matrices](confusion.png)",
+        f"![confusion matrices]({FIGURES}/confusion.png)",
         "",
         f"## Per-class test accuracy of seed {results[0].seeds[0]}'s models",
         "",
@@ -333,16 +390,11 @@ def markdown(results: list[VariantResult], val_size: int, test_size: int, normal
     return "\n".join(lines) + "\n"
 
 
-def write_report(
-    directory: Path,
-    results: list[VariantResult],
-    train_images: np.ndarray,
-    train_labels: np.ndarray,
-    val_size: int,
-    test_size: int,
-    normalize: str,
+def write_figures(
+    directory: Path, results: list[VariantResult], train_images: np.ndarray, train_labels: np.ndarray
 ) -> None:
-    """Write report.md and its figures into `directory` (which must exist)."""
+    """Write the report's figures into `directory` (which must exist), under the names markdown()
+    links as FIGURES/<name>."""
     plot_first_image(train_images[0], int(train_labels[0]), directory / "first_image.png")
     plot_grid(train_images[:100], train_labels[:100], directory / "first_100.png")
     plot_validation(results, directory / "val_acc.png")
@@ -351,4 +403,3 @@ def write_report(
     plot_confusions(results, directory / "confusion.png")
     if len(results[0].seeds) > 1:
         plot_seeds(results, directory / "seeds.png")
-    (directory / "report.md").write_text(markdown(results, val_size, test_size, normalize))

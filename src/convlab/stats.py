@@ -35,11 +35,25 @@ class Summary:
     n: int
     mean: float
     std: float  # sample standard deviation (n - 1); 0 for a single value
-    ci95: tuple[float, float]  # mean +- t * std / sqrt(n); the mean itself for a single value
+    ci95: tuple[float, float]  # mean +- t * std / sqrt(n), within bounds; the mean for one value
+    clipped: bool = False  # the t interval reached past the bounds and was cut back to them
 
 
-def summarize(values: Sequence[float]) -> Summary:
-    """Mean, sample standard deviation and 95% confidence interval of repeated measurements."""
+def _within(low: float, high: float, bounds: tuple[float, float] | None) -> tuple[tuple[float, float], bool]:
+    """The interval cut to `bounds` (what the quantity can be at all), and whether it had to be.
+
+    The t interval is symmetric around the mean and, with few runs and a wide spread, can reach
+    impossible values (an accuracy below 0%); no value outside the bounds is plausible, so cutting
+    the interval there keeps every value it excludes excluded and claims nothing new."""
+    if bounds is None:
+        return (low, high), False
+    cut = (max(low, bounds[0]), min(high, bounds[1]))
+    return cut, cut != (low, high)
+
+
+def summarize(values: Sequence[float], bounds: tuple[float, float] | None = None) -> Summary:
+    """Mean, sample standard deviation and 95% confidence interval of repeated measurements;
+    `bounds` (e.g. (0, 1) for an accuracy) keeps the interval within what the quantity can be."""
     if not values:
         raise ValueError("no values to summarize")
     n = len(values)
@@ -48,14 +62,21 @@ def summarize(values: Sequence[float]) -> Summary:
         return Summary(1, mean, 0.0, (mean, mean))
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
     half = t975(n - 1) * std / math.sqrt(n)
-    return Summary(n, mean, std, (mean - half, mean + half))
+    ci95, clipped = _within(mean - half, mean + half, bounds)
+    return Summary(n, mean, std, ci95, clipped)
 
 
-def summary_metrics(name: str, values: Sequence[float]) -> dict[str, float]:
+ACCURACY_BOUNDS = (0.0, 1.0)
+
+
+def summary_metrics(
+    name: str, values: Sequence[float], bounds: tuple[float, float] | None = ACCURACY_BOUNDS
+) -> dict[str, float]:
     """Metrics for repeated runs: {name: mean} and, from two runs on, the spread as
-    name_std and the 95% confidence interval of the mean as name_ci95_low / name_ci95_high.
+    name_std and the 95% confidence interval of the mean as name_ci95_low / name_ci95_high
+    (within `bounds`: by default an accuracy's [0, 1]).
     One run has no spread to report, so it gets the value alone rather than a zero-width interval."""
-    summary = summarize(values)
+    summary = summarize(values, bounds)
     metrics = {name: summary.mean}
     if summary.n > 1:
         metrics |= {
@@ -69,8 +90,9 @@ def summary_metrics(name: str, values: Sequence[float]) -> dict[str, float]:
 @dataclass(frozen=True)
 class Difference:
     diff: float  # mean of a - mean of b
-    ci95: tuple[float, float]  # 95% confidence interval of diff
+    ci95: tuple[float, float]  # 95% confidence interval of diff, within its bounds
     df: float  # Welch-Satterthwaite degrees of freedom
+    clipped: bool = False  # the interval was cut back to the bounds
 
     @property
     def beyond_noise(self) -> bool:
@@ -78,10 +100,13 @@ class Difference:
         return not self.ci95[0] <= 0 <= self.ci95[1]
 
 
-def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
+def welch_difference(
+    a: Sequence[float], b: Sequence[float], bounds: tuple[float, float] | None = (-1.0, 1.0)
+) -> Difference:
     """Difference of the means of two sets of repeated runs with Welch's t interval (unequal
-    variances). The t quantile is taken at the degrees of freedom rounded down, which widens the
-    interval slightly: conservative."""
+    variances), within `bounds` (by default those of a difference of two accuracies). The t
+    quantile is taken at the degrees of freedom rounded down, which widens the interval
+    slightly: conservative."""
     if len(a) < 2 or len(b) < 2:
         raise ValueError(f"a difference of means needs two or more runs per side, got {len(a)} and {len(b)}")
     sa, sb = summarize(a), summarize(b)
@@ -92,7 +117,8 @@ def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
         return Difference(diff, (diff, diff), math.inf)
     df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
     half = t975(max(1, math.floor(df))) * se
-    return Difference(diff, (diff - half, diff + half), df)
+    ci95, clipped = _within(diff - half, diff + half, bounds)
+    return Difference(diff, ci95, df, clipped)
 
 
 def binomial_standard_error(accuracy: float, n: int) -> float:

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from convlab.atomic import atomic_open
-from convlab.augment import augment
+from convlab.augment import draw_pixel_maps
 from convlab.device_data import DeviceImages
 from convlab.evaluate import evaluate
 from convlab.model import ConvNet
@@ -177,6 +177,7 @@ def train(
     steps_per_epoch = math.ceil(n / batch)
     global_step = start_epoch * steps_per_epoch
     zero = torch.zeros((), device=device)
+    image_size = train_data.image_size
 
     for epoch in range(start_epoch + 1, variant.epochs + 1):
         epoch_start = time.perf_counter()
@@ -197,9 +198,10 @@ def train(
         for i in bar:
             global_step += 1
             index = order[i * batch : (i + 1) * batch]
-            x, y = train_data.batch(index)
+            maps = None
             if variant.augments:
-                x = augment(x, variant.crop_padding, variant.flip, train_data.memory_format)
+                maps = draw_pixel_maps(len(index), *image_size, variant.crop_padding, variant.flip, device)
+            x, y = train_data.batch(index, maps)
             loss, correct = run_step(x, y)
             count = len(index)
             epoch_loss += loss * count
