@@ -26,11 +26,18 @@ def project_files() -> list[str]:
     return [f for f in out.split("\0") if f and (PROJECT / f).is_file()]
 
 
+# The committed study trains five seeds per variant; a test trains one unless it says otherwise.
+TEST_DEFAULTS: dict[str, dict[str, Any]] = {"train": {"seeds": 1}}
+
+
 def copy_project(target: Path, params: dict[str, dict[str, Any]] | None = None) -> Path:
-    """Copy the project into target, apply params overrides, and commit it in a new git repo."""
+    """Copy the project into target, apply params overrides (over TEST_DEFAULTS), and commit it
+    in a new git repo."""
     for name in project_files():
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PROJECT / name, target / name)
+    params = {**(params or {})}
+    params["train"] = {**TEST_DEFAULTS["train"], **params.get("train", {})}
     if params:
         raw = yaml.safe_load((target / "params.yaml").read_text())
         for section, values in params.items():
