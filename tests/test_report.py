@@ -1,45 +1,61 @@
-"""The report says which differences between variants are larger than noise, on known numbers."""
+"""The report says which differences between variants are larger than noise, on known numbers;
+intervals stay possible; the study's reference figure appears only for the study's settings."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from convlab.report import VariantResult, markdown, write_report
-
-TRAIN = {
-    "epochs": 20,
-    "best_epoch": 12,
-    "final_val_acc": 0.7,
-    "train_seconds": 100.0,
-    "images_per_second": 4000.0,
-    "runtime": "cpu fp32",
-}
+from convlab.params import TrainParams, VariantParams
+from convlab.report import NOT_THE_STUDYS, VariantResult, markdown, reference_for, write_figures
 
 
 def variant(name: str, val: list[float], test: list[float], correct: np.ndarray) -> VariantResult:
     epochs = [
-        {"epoch": e, "train_loss": 1.0, "train_acc": 0.6, "val_loss": 1.0, "val_acc": val[0]} for e in (1, 2)
+        {"epoch": e, "train_loss": 1.0, "train_acc": 0.6, "val_loss": 1.0, "val_acc": val[0]}
+        for e in range(1, 21)
+    ]
+    runs = [
+        {
+            "seed": seed,
+            "best_val_acc": acc,
+            "best_epoch": 12,
+            "final_val_acc": 0.7,
+            "train_seconds": 100.0,
+            "images_per_second": 4000.0,
+            "runtime": "cpu fp32 NCHW",
+            "hardware": "Some CPU, 2 threads",
+        }
+        for seed, acc in enumerate(val)
     ]
     return VariantResult(
         name=name,
         dropout=(0.1, 0.2, 0.5),
         augmentation="none",
         epochs=epochs,
-        train=TRAIN,
-        seeds=list(range(len(val))),
-        val_runs=val,
+        runs=runs,
         test_runs=test,
         confusion=np.eye(10, dtype=np.int64) * 100,
         correct=correct,
+        reference="val 77%, test 75%",
     )
 
 
-def row(report: str, comparison: str) -> str:
+def cells(line: str) -> list[str]:
+    """A Markdown table row's cells, without the padding to_markdown adds."""
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def row(report: str, first: str) -> list[str]:
+    """The cells of the table row whose first cell is `first` and that has a difference in points."""
     return next(
-        line for line in report.splitlines() if line.startswith(f"| {comparison} |") and "points" in line
+        cells(line)
+        for line in report.splitlines()
+        if line.startswith("|") and cells(line)[0] == first and "points" in line
     )
 
 
@@ -57,16 +73,25 @@ def test_single_runs_show_their_standard_error_and_which_gaps_exceed_it() -> Non
         variant("staged_dropout", [0.810], [0.788], correct(788)),
     ]
     report = markdown(results, val_size=1000, test_size=1000, normalize="standardize")
-    assert "| baseline | 0.1/0.2/0.5 | none | 20 | 73.9% ± 1.4 (12) |" in report
-    assert row(report, "baseline vs dropout").endswith("| -3.3 points | [-7.1, +0.5] | within noise |")
-    assert row(report, "baseline vs staged_dropout").endswith(
-        "| -7.1 points | [-10.7, -3.5] | **larger than noise** |"
-    )
+    baseline = next(cells(line) for line in report.splitlines() if line.startswith("| baseline "))
+    assert baseline[:6] == ["baseline", "0.1/0.2/0.5", "none", "20", "73.9% ± 1.4 (12)", "70.0%"]
+    assert baseline[-1] == "val 77%, test 75%"
+    assert row(report, "baseline vs dropout") == [
+        "baseline vs dropout",
+        "-3.3 points",
+        "[-7.1, +0.5]",
+        "within noise",
+    ]
+    assert row(report, "baseline vs staged_dropout")[1:] == [
+        "-7.1 points",
+        "[-10.7, -3.5]",
+        "**larger than noise**",
+    ]
     assert "about 3.8 points" in report  # two single runs must differ by this much on validation
     assert "train.seeds=5" in report  # and the way to measure the seeds' noise
     # McNemar on the test images: 66 images only the staged model gets right, none the other way.
-    mcnemar_rows = [line for line in report.splitlines() if "(5% level)" in line]
-    assert "| baseline vs staged_dropout | -6.6 points | 0 | 66 |" in "\n".join(mcnemar_rows)
+    mcnemar_rows = [cells(line) for line in report.splitlines() if "(5% level)" in line]
+    assert ["baseline vs staged_dropout", "-6.6 points", "0", "66"] in [r[:4] for r in mcnemar_rows]
 
 
 def test_several_seeds_give_mean_spread_and_welch_verdicts() -> None:
@@ -79,15 +104,23 @@ def test_several_seeds_give_mean_spread_and_welch_verdicts() -> None:
     ]
     report = markdown(results, val_size=1000, test_size=1000, normalize="standardize")
     # mean +- std [95% CI]: 74.0 +- 1.0 [74.0 - 2.48, 74.0 + 2.48]
-    assert "| 3 | 74.0% ± 1.0 [71.5, 76.5] | 73.0% ± 1.0 [70.5, 75.5] |" in report
-    assert row(report, "baseline vs dropout") == (
-        "| baseline vs dropout | -1.0 points [-3.3, +1.3] | within noise "
-        "| -1.0 points [-3.3, +1.3] | within noise |"
-    )
-    assert row(report, "baseline vs staged_dropout") == (
-        "| baseline vs staged_dropout | -7.0 points [-9.3, -4.7] | **larger than noise** "
-        "| -6.0 points [-8.3, -3.7] | **larger than noise** |"
-    )
+    baseline = next(cells(line) for line in report.splitlines() if line.startswith("| baseline "))
+    assert baseline[4:7] == ["3", "74.0% ± 1.0 [71.5, 76.5]", "73.0% ± 1.0 [70.5, 75.5]"]
+    assert row(report, "baseline vs dropout") == [
+        "baseline vs dropout",
+        "-1.0 points [-3.3, +1.3]",
+        "within noise",
+        "-1.0 points [-3.3, +1.3]",
+        "within noise",
+    ]
+    assert row(report, "baseline vs staged_dropout") == [
+        "baseline vs staged_dropout",
+        "-7.0 points [-9.3, -4.7]",
+        "**larger than noise**",
+        "-6.0 points [-8.3, -3.7]",
+        "**larger than noise**",
+    ]
+    assert "†" not in report  # no interval had to be cut
     assert "seeds 0, 1, 2" in report
 
 
@@ -100,13 +133,40 @@ def test_seeds_figure_only_with_several_seeds(tmp_path: Path) -> None:
             variant(name, [0.7 + i / 100 for i in range(seeds)], [0.7] * seeds, correct(700))
             for name in ("baseline", "dropout")
         ]
-        write_report(directory, results, images, labels, 1000, 1000, "standardize")
+        write_figures(directory, results, images, labels)
         assert (directory / "seeds.png").exists() is expected
-        assert "seeds.png" in (directory / "report.md").read_text() or not expected
+        assert ("figures/seeds.png" in markdown(results, 1000, 1000, "standardize")) is expected
+
+
+def test_two_far_apart_seeds_give_intervals_within_0_and_100() -> None:
+    """Two seeds at 9% and 22% (the case that printed [-67.1, 98.1]): the interval is cut at 0 and
+    marked, the note says why; so is a difference interval that would pass +-100 points."""
+    results = [
+        variant("baseline", [0.09, 0.22], [0.09, 0.22], correct(90)),
+        variant("dropout", [0.95, 0.10], [0.95, 0.10], correct(950)),
+    ]
+    report = markdown(results, val_size=1000, test_size=1000, normalize="standardize")
+    baseline = next(cells(line) for line in report.splitlines() if line.startswith("| baseline "))
+    assert baseline[5].startswith("15.5% ± 9.2 [0.0, ") and baseline[5].endswith("]†")
+    assert "is cut at that bound" in report
+    for line in report.splitlines():
+        for number in [float(x) for x in re.findall(r"\[(-?[\d.]+), ", line)]:
+            assert number >= -100
+
+
+def test_the_studys_figure_only_for_the_studys_settings() -> None:
+    sgd = TrainParams(32, 1e-3, 0.9, 200, 1000, "auto", "auto", True, "auto")
+    study = VariantParams(40, 0.1, 0.2, 0.5)
+    assert reference_for("staged_dropout", study, sgd) == "val 77%, test 75%"
+    assert reference_for("staged_dropout", dataclasses.replace(study, epochs=60), sgd) == NOT_THE_STUDYS
+    assert reference_for("staged_dropout", dataclasses.replace(study, flip=True), sgd) == NOT_THE_STUDYS
+    assert reference_for("staged_dropout", study, dataclasses.replace(sgd, lr=0.01)) == NOT_THE_STUDYS
+    assert reference_for("baseline", VariantParams(20, 0.0, 0.0, 0.0), sgd) == "val close to 70%"
+    assert reference_for("baseline", VariantParams(3, 0.0, 0.0, 0.0), sgd) == NOT_THE_STUDYS
 
 
 def test_mismatched_runs_are_refused() -> None:
-    with pytest.raises(ValueError, match="2 seeds but 2 validation and 1 test results"):
+    with pytest.raises(ValueError, match="2 training runs but 1 test results"):
         variant("baseline", [0.7, 0.71], [0.7], correct(700))
     with pytest.raises(ValueError, match="different numbers of seeds"):
         markdown(

@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # files only: no display on servers or in CI
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from convlab.cifar import CLASSES  # noqa: E402
@@ -222,6 +223,20 @@ def _spread(values: list[float]) -> str:
     return f"{_pct(summary.mean)} ± {_points(summary.std)} [{_points(low)}, {_points(high)}]{mark}"
 
 
+def table(rows: list[dict[str, Any]]) -> list[str]:
+    """A Markdown table of rows (dicts with the same keys, the column names), cells as given."""
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True).splitlines()
+
+
+def _recipe(r: VariantResult) -> dict[str, Any]:
+    return {
+        "variant": r.name,
+        "dropout (pool1/pool2/fc)": "/".join(f"{d:g}" for d in r.dropout),
+        "augmentation": r.augmentation,
+        "epochs": len(r.epochs),
+    }
+
+
 def _pairs(results: list[VariantResult]) -> list[tuple[VariantResult, VariantResult]]:
     return [(a, b) for i, a in enumerate(results) for b in results[i + 1 :]]
 
@@ -240,21 +255,23 @@ def _single_run_difference(a: float, b: float, n: int) -> Difference:
 
 def _results_single_run(results: list[VariantResult], val_size: int, test_size: int) -> list[str]:
     """One run per variant: each accuracy with its standard error on that many images."""
-    lines = [
-        "| variant | dropout (pool1/pool2/fc) | augmentation | epochs | best val ± SE (epoch) "
-        "| final val | test ± SE | train s | images/s | run on | study's reference |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        run, val, test = r.runs[0], r.val_runs[0], r.test_runs[0]
-        lines.append(
-            f"| {r.name} | {'/'.join(f'{d:g}' for d in r.dropout)} | {r.augmentation} | {len(r.epochs)} "
-            f"| {_pct(val)} ± {_points(binomial_standard_error(val, val_size))} ({run['best_epoch']}) "
-            f"| {_pct(run['final_val_acc'])} "
-            f"| {_pct(test)} ± {_points(binomial_standard_error(test, test_size))} "
-            f"| {r.train_seconds:.0f} | {float(run['images_per_second']):.0f} | {r.ran_on} "
-            f"| {r.reference} |"
-        )
+    lines = table(
+        [
+            {
+                **_recipe(r),
+                "best val ± SE (epoch)": f"{_pct(r.val_runs[0])} ± "
+                f"{_points(binomial_standard_error(r.val_runs[0], val_size))} ({r.runs[0]['best_epoch']})",
+                "final val": _pct(r.runs[0]["final_val_acc"]),
+                "test ± SE": f"{_pct(r.test_runs[0])} ± "
+                f"{_points(binomial_standard_error(r.test_runs[0], test_size))}",
+                "train s": f"{r.train_seconds:.0f}",
+                "images/s": f"{float(r.runs[0]['images_per_second']):.0f}",
+                "run on": r.ran_on,
+                "study's reference": r.reference,
+            }
+            for r in results
+        ]
+    )
     typical_se = binomial_standard_error(results[0].val_runs[0], val_size)
     lines += [
         "",
@@ -267,32 +284,39 @@ def _results_single_run(results: list[VariantResult], val_size: int, test_size: 
         f"about {100 * 1.96 * math.sqrt(2) * typical_se:.1f} points (the 95% interval of the difference "
         "of two such measurements) before the ranking is evidence:",
         "",
-        "| comparison | best val difference | 95% interval | verdict |",
-        "|---|---|---|---|",
     ]
-    for a, b in _pairs(results):
-        d = _single_run_difference(a.val_runs[0], b.val_runs[0], val_size)
-        lines.append(
-            f"| {a.name} vs {b.name} | {100 * d.diff:+.1f} points "
-            f"| [{100 * d.ci95[0]:+.1f}, {100 * d.ci95[1]:+.1f}] | {_verdict(d.beyond_noise)} |"
-        )
-    return lines
+    differences = [
+        (a, b, _single_run_difference(a.val_runs[0], b.val_runs[0], val_size)) for a, b in _pairs(results)
+    ]
+    return lines + table(
+        [
+            {
+                "comparison": f"{a.name} vs {b.name}",
+                "best val difference": f"{100 * d.diff:+.1f} points",
+                "95% interval": f"[{100 * d.ci95[0]:+.1f}, {100 * d.ci95[1]:+.1f}]",
+                "verdict": _verdict(d.beyond_noise),
+            }
+            for a, b, d in differences
+        ]
+    )
 
 
 def _results_seeds(results: list[VariantResult]) -> list[str]:
     """Several runs per variant: mean, spread and 95% CI, and Welch's test between variants."""
-    lines = [
-        "| variant | dropout (pool1/pool2/fc) | augmentation | epochs | seeds "
-        "| best val: mean ± std [95% CI] | test: mean ± std [95% CI] | train s (all seeds) "
-        "| run on | study's reference |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r.name} | {'/'.join(f'{d:g}' for d in r.dropout)} | {r.augmentation} | {len(r.epochs)} "
-            f"| {len(r.seeds)} | {_spread(r.val_runs)} | {_spread(r.test_runs)} "
-            f"| {r.train_seconds:.0f} | {r.ran_on} | {r.reference} |"
-        )
+    lines = table(
+        [
+            {
+                **_recipe(r),
+                "seeds": len(r.seeds),
+                "best val: mean ± std [95% CI]": _spread(r.val_runs),
+                "test: mean ± std [95% CI]": _spread(r.test_runs),
+                "train s (all seeds)": f"{r.train_seconds:.0f}",
+                "run on": r.ran_on,
+                "study's reference": r.reference,
+            }
+            for r in results
+        ]
+    )
     lines += [
         "",
         f"![every seed's accuracy]({FIGURES}/seeds.png)",
@@ -304,20 +328,21 @@ def _results_seeds(results: list[VariantResult]) -> list[str]:
         "the means (Welch's t, unequal variances) excludes zero: the run-to-run spread of the "
         "recipes does not explain it.",
         "",
-        "| comparison | best val difference [95% CI] | verdict | test difference [95% CI] | verdict |",
-        "|---|---|---|---|---|",
     ]
     clipped = any(summarize(v, ACCURACY_BOUNDS).clipped for r in results for v in (r.val_runs, r.test_runs))
+    rows = []
     for a, b in _pairs(results):
-        cells = []
-        for first, second in ((a.val_runs, b.val_runs), (a.test_runs, b.test_runs)):
+        row: dict[str, Any] = {"comparison": f"{a.name} vs {b.name}"}
+        for what, first, second in (("best val", a.val_runs, b.val_runs), ("test", a.test_runs, b.test_runs)):
             d = welch_difference(first, second)
             clipped |= d.clipped
-            cells.append(
+            row[f"{what} difference [95% CI]"] = (
                 f"{100 * d.diff:+.1f} points [{100 * d.ci95[0]:+.1f}, {100 * d.ci95[1]:+.1f}]"
-                f"{CLIPPED if d.clipped else ''} | {_verdict(d.beyond_noise)}"
+                f"{CLIPPED if d.clipped else ''}"
             )
-        lines.append(f"| {a.name} vs {b.name} | {cells[0]} | {cells[1]} |")
+            row[f"{what} verdict"] = _verdict(d.beyond_noise)
+        rows.append(row)
+    lines += table(rows)
     return lines + (["", CLIPPED_NOTE] if clipped else [])
 
 
@@ -339,17 +364,21 @@ def markdown(results: list[VariantResult], val_size: int, test_size: int, normal
         f"{results[0].seeds[0]}'s models can also be compared image by image (McNemar's exact test "
         "on the images exactly one of the two gets right):",
         "",
-        "| comparison | test accuracy difference | images only the first gets right "
-        "| only the second | p-value | verdict |",
-        "|---|---|---|---|---|---|",
     ]
+    rows = []
     for first, second in _pairs(results):
         test = mcnemar(first.correct, second.correct)
-        diff = first.test_runs[0] - second.test_runs[0]
-        lines.append(
-            f"| {first.name} vs {second.name} | {100 * diff:+.1f} points | {test.only_a} "
-            f"| {test.only_b} | {test.p_value:.2g} | {_verdict(test.p_value < 0.05)} (5% level) |"
+        rows.append(
+            {
+                "comparison": f"{first.name} vs {second.name}",
+                "test accuracy difference": f"{100 * (first.test_runs[0] - second.test_runs[0]):+.1f} points",
+                "images only the first gets right": test.only_a,
+                "only the second": test.only_b,
+                "p-value": f"{test.p_value:.2g}",
+                "verdict": f"{_verdict(test.p_value < 0.05)} (5% level)",
+            }
         )
+    lines += table(rows)
     if single:
         lines += [
             "",
@@ -381,12 +410,9 @@ def markdown(results: list[VariantResult], val_size: int, test_size: int, normal
         "",
         f"## Per-class test accuracy of seed {results[0].seeds[0]}'s models",
         "",
-        "| class | " + " | ".join(r.name for r in results) + " |",
-        "|---|" + "---|" * len(results),
     ]
-    per_class = [per_class_accuracy(r.confusion) for r in results]
-    for i, name in enumerate(CLASSES):
-        lines.append(f"| {name} | " + " | ".join(_pct(p[i]) for p in per_class) + " |")
+    per_class = pd.DataFrame({r.name: per_class_accuracy(r.confusion) for r in results}, index=list(CLASSES))
+    lines += per_class.map(_pct).rename_axis("class").to_markdown(disable_numparse=True).splitlines()
     return "\n".join(lines) + "\n"
 
 
