@@ -235,3 +235,58 @@ def test_queued_sweep_with_two_workers_and_its_table(reproduced: Path, tmp_path:
     assert re.search(r"^\| 0\.2 \|", table, re.M) and re.search(r"^\| 0\.4 \|", table, re.M)
     assert (out / "dropout.fc.png").stat().st_size > 1000
     assert "| 0.2 |" in result.stdout
+
+
+def team_remotes(reproduced: Path, tmp_path: Path) -> Path:
+    """A bare git repository as the team's `origin`, holding the project's commit and, committed on
+    top, a DVC remote (a folder) that already has the committed results, so no machine trains them
+    again. Returns origin."""
+    storage = tmp_path / "storage"
+    dvc(reproduced, "remote", "add", "--local", "-f", "machines", str(storage))  # "team": the S3 test's
+    dvc(reproduced, "push", "-r", "machines")
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(reproduced), str(origin)], check=True)
+    lead = clone(origin, tmp_path / "lead")
+    dvc(lead, "remote", "add", "-d", "team", str(storage))  # committed: every clone has it
+    git(lead, "commit", "-q", "-am", "the team's DVC remote")
+    git(lead, "push", "-q", "origin", "HEAD")
+    return origin
+
+
+def run_and_push(origin: Path, machine: Path, name: str, fc: float) -> None:
+    """One machine's share of the sweep: clone, pull the committed outputs, run one experiment,
+    push it (its commit to origin, its outputs to the default DVC remote)."""
+    clone(origin, machine)
+    dvc(machine, "pull")  # data and the committed models: only the swept variant trains
+    ran = dvc(machine, "exp", "run", "-n", name, "-S", f"dropout.fc={fc}")
+    assert ran_stages(ran.stdout) == ["train_dropout", "evaluate_test", "report"], ran.stdout
+    pushed = dvc(machine, "exp", "push", "origin")  # every experiment of HEAD; no name needed
+    assert f"Pushed experiment {name}" in pushed.stdout, pushed.stdout
+
+
+def test_one_sweep_over_several_machines(reproduced: Path, tmp_path: Path) -> None:
+    """Two machines each run one point of a sweep and `dvc exp push` it; a third `dvc exp pull`s
+    them all, with their models, and tools/sweep.py tables both."""
+    origin = team_remotes(reproduced, tmp_path)
+    values = {"gpu1": 0.2, "gpu2": 0.4}  # experiment (named after its machine): its dropout.fc
+    for name, fc in values.items():
+        run_and_push(origin, tmp_path / name, name, fc)
+
+    reader = clone(origin, tmp_path / "reader")
+    dvc(reader, "exp", "pull", "origin")  # every experiment of HEAD on origin, with its outputs
+    shown = json.loads(dvc(reader, "exp", "show", "--json").stdout)
+    exps = {rev["name"]: rev["data"] for row in shown for e in row["experiments"] or [] for rev in e["revs"]}
+    assert sorted(exps) == sorted(values)
+    for name, exp in exps.items():
+        model = exp["outs"]["models/dropout.pt"]["hash"]
+        assert (reader / ".dvc/cache/files/md5" / model[:2] / model[2:]).is_file(), name
+
+    out = tmp_path / "sweep"
+    run(reader, sys.executable, "tools/sweep.py", "dropout.fc", "--out", str(out))
+    expected = []
+    for name, fc in values.items():
+        metrics = exps[name]["metrics"]
+        val = metrics["metrics/train_dropout.json"]["data"]["best_val_acc"]
+        test = metrics["metrics/test.json"]["data"]["dropout"]["test_acc"]
+        expected.append(f"| {fc} | {name} | {100 * val:.1f}% | {100 * test:.1f}% |")
+    assert (out / "dropout.fc.md").read_text().splitlines()[2:] == expected
