@@ -116,6 +116,10 @@ def main(argv: list[str]) -> None:
     for name in VARIANTS:
         variant = params.variant(name)
         runs = _runs(name, _train_metrics(name)["seeds"])
+        if results and len(runs) != len(results[0].seeds):  # the report compares like with like
+            raise DamagedInputError(
+                f"plots/train_{name}/runs.csv", f"{len(runs)} runs, {VARIANTS[0]} has {len(results[0].seeds)}"
+            )
         seeds = [run["seed"] for run in runs]
         actual, predicted = _predictions(name, splits["test"].y)
         results.append(

@@ -25,9 +25,9 @@ from convlab.params import VARIANTS
 TINY = {name: {"epochs": 1} for name in VARIANTS}
 PREPARED = "data/prepared"
 REPORT_INPUTS = [
-    "metrics/test.json",
     *(f"metrics/train_{v}.json" for v in VARIANTS),
     *(f"plots/train_{v}/{table}.csv" for v in VARIANTS for table in ("epochs", "runs")),
+    *(f"plots/test/{v}.csv" for v in VARIANTS),
     *(f"plots/confusion/{v}.csv" for v in VARIANTS),
 ]
 # (stage script, its argv, the name run_stage gives it, every file it reads)
@@ -209,26 +209,35 @@ SEMANTIC = [
         edit_text(lambda t: t.replace("actual,", "actua,", 1)),
         "no column actual",
     ),
-    ("metrics/test.json", edit_json(lambda m: m["dropout"].pop("test_acc")), "no dropout.test_acc"),
-    ("metrics/test.json", edit_json(lambda m: m.pop("staged_dropout")), "no object staged_dropout"),
     (
-        "metrics/test.json",
-        edit_json(lambda m: m["baseline"].update(test_acc=1.5)),
-        "test_acc: 1.5 is not in [0, 1]",
+        "plots/test/dropout.csv",
+        edit_text(lambda t: t.replace("test_acc", "test_ac", 1)),
+        "no column test_acc",
     ),
-    ("metrics/test.json", edit_text(lambda t: t.replace("}", "", 1)), "not valid JSON"),
+    ("plots/test/baseline.csv", edit_text(replace_cell(1, 1, "1.5")), "test_acc: 1.5 is not in [0, 1]"),
+    (
+        "plots/test/staged_dropout.csv",
+        edit_text(replace_cell(1, 0, "7")),
+        "test results of seeds [7], but training ran seeds [0]",
+    ),
+    ("plots/test/staged_dropout.csv", edit_text(drop_last_line), "no rows under the header"),
     (
         "plots/train_dropout/epochs.csv",
         edit_text(replace_cell(1, 0, "2")),
-        "epochs 2..2, but metrics/train_dropout.json says 1..1",
+        "epochs 2..2, but params.yaml trains dropout for 1",
     ),
-    ("metrics/train_dropout.json", edit_json(lambda m: m.pop("runtime")), "no runtime"),
+    ("metrics/train_dropout.json", edit_json(lambda m: m.pop("seeds")), "no seeds"),
+    (
+        "plots/train_dropout/runs.csv",
+        edit_text(lambda t: t.replace(",hardware", ",hw", 1)),
+        "no column hardware",
+    ),
     (
         "metrics/train_dropout.json",
         edit_text(lambda t: "[" + t.rstrip() + "]\n"),
         "a JSON list, not an object",
     ),
-    ("metrics/train_baseline.json", edit_text(lambda t: t.replace('"epochs": 1', '"epochs": NaN')), "NaN"),
+    ("metrics/train_baseline.json", edit_text(lambda t: t.replace('"seeds": 1', '"seeds": NaN')), "NaN"),
     ("plots/train_baseline/epochs.csv", edit_text(drop_last_line), "no rows under the header"),
     (
         "plots/train_baseline/epochs.csv",
