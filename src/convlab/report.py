@@ -224,8 +224,9 @@ def _spread(values: list[float]) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:
-    """A Markdown table of rows (dicts with the same keys, the column names), cells as given."""
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True).splitlines()
+    """A Markdown table of rows (dicts with the same keys, the column names), cells as given and
+    unpadded, so a row reads (and greps) as `| baseline | 0/0/0 | ...`."""
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True, stralign=None).splitlines()
 
 
 def _recipe(r: VariantResult) -> dict[str, Any]:
@@ -412,7 +413,12 @@ def markdown(results: list[VariantResult], val_size: int, test_size: int, normal
         "",
     ]
     per_class = pd.DataFrame({r.name: per_class_accuracy(r.confusion) for r in results}, index=list(CLASSES))
-    lines += per_class.map(_pct).rename_axis("class").to_markdown(disable_numparse=True).splitlines()
+    lines += (
+        per_class.map(_pct)
+        .rename_axis("class")
+        .to_markdown(disable_numparse=True, stralign=None)
+        .splitlines()
+    )
     return "\n".join(lines) + "\n"
 
 
