@@ -34,13 +34,16 @@ start=$(date +%s)
 CIFAR10_URL="file://$archive" PYTHONPATH=src dvc repro
 echo "dvc repro wall seconds: $(( $(date +%s) - start ))"
 python - <<'PY'
-import json
+import csv, json
 total = 0.0
 for v in ("baseline", "dropout", "staged_dropout"):
     m = json.load(open(f"metrics/train_{v}.json"))
-    total += m["train_seconds"]
-    print(f"{v}: {m['epochs']} epochs, {m['train_seconds']} s training, {m['images_per_second']} images/s, "
-          f"best val {m['best_val_acc']:.4f}, {m['runtime']}")
+    runs = list(csv.DictReader(open(f"plots/train_{v}/runs.csv")))
+    seconds = sum(float(r["train_seconds"]) for r in runs)
+    total += seconds
+    first = runs[0]
+    print(f"{v}: {len(runs)} seed(s), {seconds:.1f} s training, {first['images_per_second']} images/s, "
+          f"best val {m['best_val_acc']:.4f}, {first['runtime']} ({first['hardware']})")
 print(f"all variants: {total:.1f} s of training")
-print(json.dumps(json.load(open("metrics/test.json")), indent=1)[:2000])
+print(json.dumps(json.load(open("metrics/test.json")), indent=1))
 PY

@@ -3,8 +3,9 @@
     python bench/step_time.py [--steps 200] [--repeats 3] [--no-compile] [--device auto]
 
 Two tables, on the device asked for (auto: CUDA if present), batch 32, random images:
-1. The baseline model (no dropout) under each precision and layout (and torch.compile): the
-   measurement behind train.precision / channels_last / compile's defaults.
+1. The baseline model (no dropout) under each precision and layout (and torch.compile; on CUDA
+   also the step captured in a CUDA graph): the measurement behind train.precision /
+   channels_last / compile's defaults.
 2. At the runtime params' 'auto' picks on this machine: the plain step, then the same step with
    the study's dropout (0.1 / 0.2 / 0.5) by convlab's dropout and by torch's nn.Dropout, and with
    augmentation (crop 4 + flip), each as a ratio to the plain step (the goal: at most 1.10).
@@ -44,16 +45,19 @@ def torch_dropout(model: ConvNet) -> ConvNet:
 
 
 def make_runner(
-    runtime: Runtime, model: ConvNet, padding: int, flip: bool, steps: int
+    runtime: Runtime, model: ConvNet, padding: int, flip: bool, steps: int, graph: bool = False
 ) -> Callable[[], float]:
     """A function that runs `steps` training steps (after a warm-up on first use) and returns
-    the seconds per step."""
+    the seconds per step. graph=True: the step compiled with mode="reduce-overhead", which on CUDA
+    captures it in a CUDA graph (one launch a step instead of one per kernel)."""
     torch.manual_seed(0)
     model = model.to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     step = make_step(model, optimizer, runtime)
+    if graph:
+        step = torch.compile(step, mode="reduce-overhead")
     rng = np.random.default_rng(0)
     n = 4096
     split = Split(
@@ -90,11 +94,13 @@ def table_precisions(device: torch.device, steps: int, compile_row: bool) -> Non
     combos = [(bf16, cl, False) for bf16 in (False, True) for cl in (False, True)]
     if compile_row:
         combos.append((True, True, True))
-    for bf16, channels_last, compiled in combos:
-        runtime = Runtime(device, torch.bfloat16 if bf16 else None, channels_last, compiled)
-        per_step = min(make_runner(runtime, ConvNet(), 0, False, steps)() for _ in range(2))
+    graph_row = compile_row and device.type == "cuda"  # at batch 32 a GPU step is launch-bound
+    for bf16, channels_last, compiled in combos + ([(True, True, "graph")] if graph_row else []):
+        graph = compiled == "graph"
+        runtime = Runtime(device, torch.bfloat16 if bf16 else None, channels_last, compiled is True)
+        per_step = min(make_runner(runtime, ConvNet(), 0, False, steps, graph)() for _ in range(2))
         label = f"{runtime.precision} {'channels-last' if channels_last else 'NCHW'}"
-        label += " compiled" if compiled else ""
+        label += " compiled" if compiled is True else " CUDA graph" if graph else ""
         print(
             f"   {label:28} {1e3 * per_step:7.2f} ms/step  {per_step * 49000 / BATCH:6.1f} s/epoch",
             flush=True,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import tempfile
 import threading
 import time
@@ -39,7 +38,7 @@ from convlab.data import normalization_stats, split_dataset
 from convlab.device_data import DeviceImages
 from convlab.model import ConvNet
 from convlab.params import TrainParams, VariantParams, load_params
-from convlab.runtime import resolve_runtime
+from convlab.runtime import cpu_model, resolve_runtime
 from convlab.synthetic import write_archive
 from convlab.train import train
 
@@ -165,7 +164,7 @@ def convlab_loop(
     split_train, split_val, norm, epochs: int, seed: int, train_params: TrainParams
 ) -> Measurement:
     runtime = resolve_runtime(train_params)
-    print(f"  convlab runtime: {runtime.describe()}", flush=True)
+    print(f"  convlab runtime: {runtime.describe()} ({runtime.precision_reason})", flush=True)
     variant = VariantParams(epochs=epochs, pool1=0.0, pool2=0.0, fc=0.0)
     with peak_memory(runtime.device) as peak:
         start = time.perf_counter()
@@ -209,7 +208,7 @@ def main() -> None:
     train_params = dataclasses.replace(train_params, **overrides)
     device = resolve_runtime(train_params).device
 
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_model()
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
     print(
         f"bench: {'real' if args.archive else 'synthetic'} data, {args.epochs} epochs, batch 32; "
@@ -236,6 +235,8 @@ def main() -> None:
             f"{m.peak_memory_mb:9.0f} {m.val_acc:8.4f}"
         )
     print(f"val acc difference (convlab - reference): {100 * (ours.val_acc - reference.val_acc):+.1f} points")
+    runtime = resolve_runtime(train_params)
+    print(f"machine: {cpu}; GPU {gpu}; convlab ran {runtime.describe()} ({runtime.precision_reason})")
     print(f"ratio: {ours.seconds_per_epoch / reference.seconds_per_epoch:.3f}")
 
 
