@@ -19,6 +19,7 @@ import torch
 
 from convlab.atomic import atomic_open
 from convlab.model import ConvNet
+from convlab.oneline import one_line
 
 FORMAT = 2  # 1: no checksum (refused); 2: sha256 over runs and facts
 _RESERVED = ("format", "runs", "sha256")
@@ -68,15 +69,6 @@ def save_checkpoint(path: str | Path, runs: Sequence[Mapping[str, Any]], **info:
         torch.save({"format": FORMAT, "runs": runs, **info, "sha256": sha256}, handle)
 
 
-def _first_line(err: BaseException, limit: int = 100) -> str:
-    """An exception as `Type: its first sentence`, short enough for a one-line message (torch's
-    and zipfile's messages run on for lines about things that do not apply here)."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    text = text.split(". ")[0]
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
 def _verified(path: str | Path) -> list[dict[str, Any]]:
     """The runs of the checkpoint at path, each a dict with its state_dict, once the checksum holds."""
     if Path(path).is_file() and Path(path).stat().st_size == 0:
@@ -90,7 +82,7 @@ def _verified(path: str | Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         raise
     except Exception as err:  # torch's reader and unpickler raise many types for damaged bytes
-        raise _damaged(path, f"torch cannot read it: {_first_line(err)}") from None
+        raise _damaged(path, f"torch cannot read it: {one_line(err)}") from None
     runs = saved.get("runs") if isinstance(saved, dict) else None
     if not isinstance(runs, list) or not runs:
         raise _damaged(path, "not a convlab checkpoint: no runs in it")
@@ -104,7 +96,7 @@ def _verified(path: str | Path) -> list[dict[str, Any]]:
     try:
         matches = _digest(runs, info) == saved["sha256"]
     except (TypeError, ValueError, AttributeError, RuntimeError) as err:  # facts or tensors of a wrong kind
-        raise _damaged(path, _first_line(err)) from None
+        raise _damaged(path, one_line(err)) from None
     if not matches:
         raise _damaged(path, "its weights or facts do not match their checksum")
     return runs
@@ -120,7 +112,7 @@ def load_models(path: str | Path, device: torch.device | str = "cpu") -> list[tu
         try:
             model.load_state_dict(facts.pop("state_dict"))
         except RuntimeError as err:  # checksummed, yet not a ConvNet's weights: written by other code
-            raise _damaged(path, f"not a ConvNet's weights: {_first_line(err)}") from None
+            raise _damaged(path, f"not a ConvNet's weights: {one_line(err)}") from None
         models.append((model.to(device), facts))
     return models
 

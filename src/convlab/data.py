@@ -20,6 +20,7 @@ import numpy as np
 
 from convlab.atomic import atomic_directory, write_bytes, write_json
 from convlab.cifar import CLASSES, IMAGE_SHAPE, Cifar10
+from convlab.oneline import one_line
 
 SPLITS = ("train", "val", "test")
 STATS_FILE = "stats.json"
@@ -105,15 +106,6 @@ def _save_split(path: Path, split: Split) -> None:
     write_bytes(path, buffer.getvalue())
 
 
-def _summary(err: BaseException, limit: int = 100) -> str:
-    """An exception as `Type: its first sentence`, short enough for a one-line message (torch's
-    and zipfile's messages run on for lines about things that do not apply here)."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    text = text.split(". ")[0]
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
 def _load_split(path: Path) -> Split:
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -125,7 +117,7 @@ def _load_split(path: Path) -> Split:
         # truncated), EOFError, zlib.error, ValueError (header, pickle), KeyError (a lost member),
         # NotImplementedError (a flipped compression method), MemoryError (a flipped shape)...
         # Each means the same: the file is not the one split wrote.
-        raise _damaged(path, _summary(err)) from None
+        raise _damaged(path, one_line(err)) from None
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE:
         raise _damaged(path, f"images are {x.dtype} {x.shape}, expected uint8 (N, 3, 32, 32)")
     if y.dtype != np.uint8 or y.shape != (len(x),):
@@ -174,7 +166,7 @@ def load_normalization(directory: str | Path) -> Normalization:
     except FileNotFoundError:
         raise DataError(f"{path} not found: run the split stage first (dvc repro split)") from None
     except ValueError as err:  # not UTF-8, or not JSON (cut short, emptied, a byte flipped)
-        raise _damaged(path, _summary(err)) from None
+        raise _damaged(path, one_line(err)) from None
     if not isinstance(stats, dict):
         raise _damaged(path, "not a JSON object")
     if "sha256" not in stats:

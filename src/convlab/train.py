@@ -13,6 +13,7 @@ import contextlib
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from convlab.augment import draw_pixel_maps
 from convlab.device_data import DeviceImages
 from convlab.evaluate import evaluate
 from convlab.model import ConvNet
+from convlab.oneline import one_line
 from convlab.params import TrainParams, VariantParams
 from convlab.runtime import Runtime
 
@@ -124,8 +126,11 @@ def _load_resume(path: Path | None, key: str) -> dict[str, Any] | None:
     if path is None or not path.exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a damaged resume file is not worth failing for: start fresh
+        with warnings.catch_warnings():  # torch warns about what it cannot read: said below
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged resume file is not worth failing for: start fresh
+        print(f"resume file {path} unreadable ({one_line(err)}): training starts fresh", flush=True)
         return None
     return state if isinstance(state, dict) and state.get("key") == key else None
 
