@@ -83,6 +83,10 @@ def test_a_real_ctrl_c_during_training(tmp_path: Path, small_archive: Path) -> N
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell without job control starts background commands with SIGINT ignored, and the
+        # child would inherit that (Python then installs no KeyboardInterrupt handler): give it
+        # the terminal's default, as a foreground `dvc repro` has.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout is not None
     for line in process.stdout:  # the stage's first line: training starts
