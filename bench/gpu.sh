@@ -4,12 +4,14 @@
 #   1. bench/step_time.py (one step per precision/layout/compile), then
 #      bench/train_speed.py on the real archive: the textbook loop vs convlab, bf16 and fp32,
 #      torch.compile off and on (which is faster at batch 32 decides train.compile's default);
-#   2. the whole study, `dvc repro` of all three variants from a clean copy, timed, and the
-#      training seconds each variant's metrics report (target: under 60 s for all 80 epochs).
-# Usage: bench/gpu.sh /path/to/cifar-10-python.tar.gz [EPOCHS]
+#   2. the whole study from a clean copy, all three variants, timed, and the training seconds of
+#      every run from runs.csv (target: under 60 s for one seed's 80 epochs). SEEDS runs per
+#      variant (default 1, the quick path; 5 is the committed study, about 5x as long).
+# Usage: bench/gpu.sh /path/to/cifar-10-python.tar.gz [EPOCHS] [SEEDS]
 set -euo pipefail
 archive=$(realpath "${1:?usage: bench/gpu.sh ARCHIVE [EPOCHS]}")
 epochs=${2:-3}
+seeds=${3:-1}
 cd "$(dirname "$0")/.."
 python - <<'PY'
 import torch
@@ -31,7 +33,7 @@ trap 'rm -rf "$work"' EXIT
 git clone -q . "$work/convlab"
 cd "$work/convlab"
 start=$(date +%s)
-CIFAR10_URL="file://$archive" PYTHONPATH=src dvc repro
+CIFAR10_URL="file://$archive" PYTHONPATH=src dvc exp run -S "train.seeds=$seeds"
 echo "dvc repro wall seconds: $(( $(date +%s) - start ))"
 python - <<'PY'
 import csv, json
