@@ -33,6 +33,8 @@ from typing import Any
 import matplotlib
 import pandas as pd
 
+from convlab.markdown import markdown_table
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -143,17 +145,13 @@ def _percent(mean: float, std: float) -> str:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """The table in Markdown, accuracies in percent with ± the seeds' std where there were several.
-    Numbers are not re-parsed, so a value prints as given (0.001, not 1e-03), and cells are not
-    padded: a row reads the same whatever the other rows hold, so `grep '| 0.2 |'` finds it and
-    a table's diff touches only the rows that changed."""
+    """The table in Markdown (values as given, cells unpadded: `convlab.markdown`), accuracies in
+    percent with ± the seeds' std where there were several."""
     accuracies = [c for c in table if c.endswith((" val", " test"))]
     shown = table.drop(columns=[f"{c} std" for c in accuracies]).astype(object)
     for c in accuracies:
         shown[c] = [_percent(mean, std) for mean, std in zip(table[c], table[f"{c} std"], strict=True)]
-    return (
-        shown.where(shown.notna(), "").to_markdown(index=False, disable_numparse=True, stralign=None) + "\n"
-    )
+    return markdown_table(shown.where(shown.notna(), "")) + "\n"
 
 
 def draw(ax: Any, param: str, variants: Sequence[str], table: pd.DataFrame, by: Sequence[str] = ()) -> None:

@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from convlab.cifar import CLASSES  # noqa: E402
 from convlab.evaluate import per_class_accuracy  # noqa: E402
+from convlab.markdown import markdown_table  # noqa: E402
 from convlab.params import TrainParams, VariantParams  # noqa: E402
 from convlab.stats import (  # noqa: E402
     ACCURACY_BOUNDS,
@@ -223,10 +224,10 @@ def _spread(values: list[float]) -> str:
     return f"{_pct(summary.mean)} ± {_points(summary.std)} [{_points(low)}, {_points(high)}]{mark}"
 
 
-def table(rows: list[dict[str, Any]]) -> list[str]:
-    """A Markdown table of rows (dicts with the same keys, the column names), cells as given and
-    unpadded, so a row reads (and greps) as `| baseline | 0/0/0 | ...`."""
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True, stralign=None).splitlines()
+def table(rows: list[dict[str, Any]] | pd.DataFrame) -> list[str]:
+    """The lines of a Markdown table of rows (dicts with the same keys, the column names, or a
+    frame), so a row reads (and greps) as `| baseline | 0/0/0 | ...`."""
+    return markdown_table(pd.DataFrame(rows)).splitlines()
 
 
 def _recipe(r: VariantResult) -> dict[str, Any]:
@@ -413,12 +414,7 @@ def markdown(results: list[VariantResult], val_size: int, test_size: int, normal
         "",
     ]
     per_class = pd.DataFrame({r.name: per_class_accuracy(r.confusion) for r in results}, index=list(CLASSES))
-    lines += (
-        per_class.map(_pct)
-        .rename_axis("class")
-        .to_markdown(disable_numparse=True, stralign=None)
-        .splitlines()
-    )
+    lines += table(per_class.map(_pct).rename_axis("class").reset_index())
     return "\n".join(lines) + "\n"
 
 
