@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from convlab.cli import run_stage
 from convlab.download import download
+from convlab.errors import run_stage
 from convlab.params import load_params
 
 ARCHIVE = "data/raw/cifar-10-python.tar.gz"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from convlab.checkpoint import load_models
 from convlab.cifar import CLASSES
-from convlab.cli import run_stage
 from convlab.data import load_normalization, load_prepared
 from convlab.device_data import DeviceImages
+from convlab.errors import run_stage
 from convlab.evaluate import evaluate
 from convlab.logs import write_metrics, write_table
 from convlab.params import VARIANTS, load_params

@@ -9,8 +9,8 @@ import numpy as np
 
 from convlab.atomic import atomic_directory, write_text
 from convlab.cifar import CLASSES
-from convlab.cli import run_stage
 from convlab.data import load_normalization, load_prepared
+from convlab.errors import run_stage
 from convlab.evaluate import confusion_matrix
 from convlab.inputs import (
     DamagedInputError,

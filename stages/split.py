@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from convlab.cifar import read_archive
-from convlab.cli import run_stage
 from convlab.data import Prepared, normalization_stats, save_prepared, split_dataset
+from convlab.errors import run_stage
 from convlab.params import load_params
 
 ARCHIVE = "data/raw/cifar-10-python.tar.gz"

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from convlab.checkpoint import save_checkpoint
-from convlab.cli import run_stage
 from convlab.data import load_normalization, load_prepared
 from convlab.device_data import DeviceImages
+from convlab.errors import run_stage
 from convlab.fingerprint import fingerprint
 from convlab.logs import write_metrics, write_table
 from convlab.model import ConvNet, count_parameters

@@ -14,7 +14,7 @@ import pytest
 
 from convlab.atomic import DiskFullError, atomic_directory, atomic_open, write_bytes, write_json
 from convlab.checkpoint import save_checkpoint
-from convlab.cli import run_stage
+from convlab.errors import run_stage
 from convlab.logs import write_metrics, write_table
 from convlab.model import ConvNet
 

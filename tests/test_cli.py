@@ -16,8 +16,8 @@ from test_stages import prepared_project
 
 from convlab.atomic import DiskFullError
 from convlab.checkpoint import CheckpointError
-from convlab.cli import run_stage
 from convlab.data import DataError
+from convlab.errors import run_stage
 from convlab.inputs import DamagedInputError
 from convlab.params import ParamsError
 

@@ -19,7 +19,7 @@ import pytest
 from project import run
 from test_stages import prepared_project
 
-from convlab.cli import run_stage
+from convlab.errors import run_stage
 from convlab.params import VARIANTS
 
 TINY = {name: {"epochs": 1} for name in VARIANTS}

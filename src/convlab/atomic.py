@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from convlab.errors import ConvlabError
+
 # The write errors that mean "the data does not fit", each in the words the message uses.
 _NO_SPACE = {
     errno.ENOSPC: "no space left on device",
@@ -28,7 +30,7 @@ _NO_SPACE = {
 }
 
 
-class DiskFullError(OSError):
+class DiskFullError(ConvlabError, OSError):
     """A write that did not fit on the device; the old output, if any, is left as it was."""
 
     def __init__(self, path: str | Path, reason: str) -> None:

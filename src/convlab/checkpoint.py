@@ -18,15 +18,15 @@ from typing import Any
 import torch
 
 from convlab.atomic import atomic_open
+from convlab.errors import ConvlabError, one_line
 from convlab.model import ConvNet
-from convlab.oneline import one_line
 
 FORMAT = 2  # 1: no checksum (refused); 2: sha256 over runs and facts
 _RESERVED = ("format", "runs", "sha256")
 _FIX = "run dvc repro"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ConvlabError, ValueError):
     """A checkpoint that is damaged, truncated, not a convlab checkpoint, or of an older format."""
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from convlab.errors import ConvlabError
+
 ROOT = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
@@ -36,7 +38,7 @@ IMAGE_SHAPE = (3, 32, 32)
 PIXELS = 3 * 32 * 32
 
 
-class ArchiveError(ValueError):
+class ArchiveError(ConvlabError, ValueError):
     """The file is not a CIFAR-10 python archive we accept."""
 
 

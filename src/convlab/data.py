@@ -20,7 +20,7 @@ import numpy as np
 
 from convlab.atomic import atomic_directory, write_bytes, write_json
 from convlab.cifar import CLASSES, IMAGE_SHAPE, Cifar10
-from convlab.oneline import one_line
+from convlab.errors import ConvlabError, one_line
 
 SPLITS = ("train", "val", "test")
 STATS_FILE = "stats.json"
@@ -28,7 +28,7 @@ NORMALIZATIONS = ("standardize", "none")  # as params.py allows for data.normali
 _FIX = "run dvc repro"
 
 
-class DataError(ValueError):
+class DataError(ConvlabError, ValueError):
     """Prepared data that is missing, malformed, or cannot be made from the given params."""
 
 

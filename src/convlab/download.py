@@ -26,6 +26,7 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from convlab.cifar import ArchiveError, file_md5, read_archive
+from convlab.errors import ConvlabError
 
 CHUNK = 1 << 20
 # HTTP statuses worth another try: timeouts, rate limits and server-side failures.
@@ -37,7 +38,7 @@ OFFLINE_HINT = (
 )
 
 
-class DownloadError(RuntimeError):
+class DownloadError(ConvlabError, RuntimeError):
     """The URL could not be fetched, or what it served is not the expected archive."""
 
 

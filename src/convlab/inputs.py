@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from convlab.errors import ConvlabError
 
-class DamagedInputError(ValueError):
+
+class DamagedInputError(ConvlabError, ValueError):
     """An input file that is not what the stage that writes it makes."""
 
     def __init__(self, path: str | Path, what: str) -> None:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 import re
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from convlab.errors import ConvlabError
 
 VARIANTS = ("baseline", "dropout", "staged_dropout")
 NORMALIZATIONS = ("standardize", "none")
@@ -27,10 +30,10 @@ MAX_SEEDS = 100  # runs per variant: five is the study's choice; hundreds would 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_URL_SCHEMES = ("http://", "https://", "file://")
+URL_SCHEMES = ("http", "https", "file")  # what data.url, CIFAR10_URL and any redirect may use
 
 
-class ParamsError(ValueError):
+class ParamsError(ConvlabError, ValueError):
     """A params value that is missing, of the wrong type, out of range or unknown."""
 
 
@@ -139,8 +142,19 @@ def _matches(pattern: re.Pattern[str], what: str) -> Check:
     return check
 
 
-def _url(value: str) -> str | None:
-    return None if value.startswith(_URL_SCHEMES) else "an http://, https:// or file:// URL"
+def url_problem(url: str) -> str | None:
+    """None when convlab may fetch the archive from url, else what is allowed. The one rule for
+    data.url, CIFAR10_URL and every redirect a server answers with."""
+    if any(ord(c) <= 32 or ord(c) == 127 for c in url):
+        return "a URL without spaces or control characters"
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in URL_SCHEMES:
+        return "an http://, https:// or file:// URL"
+    if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
+        return "a file URL of this machine (file:///path), not of another host"
+    if parts.scheme != "file" and not parts.hostname:
+        return "an http:// or https:// URL with a host"
+    return None
 
 
 # Upper bounds on integers: a huge value would not fail until it exhausted memory or time (a batch's
@@ -148,7 +162,7 @@ def _url(value: str) -> str | None:
 # beyond any useful value, so it only stops typos such as 4611686018427387904 for 5.
 _CHECKS: dict[str, Check] = {
     "seed": _int_in(0, MAX_SEED),
-    "data.url": _url,
+    "data.url": url_problem,
     "data.md5": _matches(_HEX32, "32 lowercase hex digits (an md5 sum)"),
     "data.content_sha256": _matches(_HEX64, "64 lowercase hex digits (a sha256 sum)"),
     # CIFAR-10 has 50,000 training images and at least one must be left to train on.

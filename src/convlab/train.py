@@ -27,14 +27,14 @@ from tqdm import tqdm
 from convlab.atomic import atomic_open
 from convlab.augment import draw_pixel_maps
 from convlab.device_data import DeviceImages
+from convlab.errors import ConvlabError, one_line
 from convlab.evaluate import evaluate
 from convlab.model import ConvNet
-from convlab.oneline import one_line
 from convlab.params import TrainParams, VariantParams
 from convlab.runtime import Runtime
 
 
-class DivergenceError(RuntimeError):
+class DivergenceError(ConvlabError, RuntimeError):
     """The training loss became NaN or infinite."""
 
 
