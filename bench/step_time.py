@@ -24,9 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from convlab.augment import draw_pixel_maps
+from convlab.batches import DeviceImages, draw_pixel_maps
 from convlab.data import Normalization, Split
-from convlab.device_data import DeviceImages
 from convlab.model import ConvNet
 from convlab.params import TrainParams, load_params
 from convlab.runtime import Runtime, cpu_model, resolve_device, resolve_runtime

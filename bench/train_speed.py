@@ -33,9 +33,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Subset, SubsetRandomSampler
 from torchvision import transforms
 
+from convlab.batches import DeviceImages
 from convlab.cifar import read_archive
 from convlab.data import normalization_stats, split_dataset
-from convlab.device_data import DeviceImages
 from convlab.model import ConvNet
 from convlab.params import TrainParams, VariantParams, load_params
 from convlab.runtime import cpu_model, resolve_runtime

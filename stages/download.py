@@ -7,8 +7,7 @@ import os
 from convlab.download import download
 from convlab.errors import run_stage
 from convlab.params import load_params
-
-ARCHIVE = "data/raw/cifar-10-python.tar.gz"
+from convlab.stage_files import ARCHIVE
 
 
 def main(argv: list[str]) -> None:

@@ -6,9 +6,7 @@ from convlab.cifar import read_archive
 from convlab.data import Prepared, normalization_stats, save_prepared, split_dataset
 from convlab.errors import run_stage
 from convlab.params import load_params
-
-ARCHIVE = "data/raw/cifar-10-python.tar.gz"
-PREPARED = "data/prepared"
+from convlab.stage_files import ARCHIVE, PREPARED
 
 
 def main(argv: list[str]) -> None:

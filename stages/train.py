@@ -1,10 +1,6 @@
-"""Stage train_<variant>: train one variant once per seed (train.seeds), write the best
-checkpoint of each run, the metrics (means over seeds, with spread from two seeds on), the first
-seed's curves and one row per run in plots/train_<variant>/runs.csv.
-
-metrics/ holds only what compares runs (accuracies, losses, epochs, seeds and spread), so
-`dvc exp show` and `dvc metrics diff` stay readable; how each run ran (seconds, images per
-second, device, precision and why, hardware) goes to runs.csv, which the report shows.
+"""Stage train_<variant>: train one variant once per seed (train.seeds), write the best checkpoint
+of each run, one row per run (plots/train_<variant>/runs.csv), the first run's curves, and the
+mean best validation accuracy as the variant's metric.
 
 Usage: python stages/train.py {baseline,dropout,staged_dropout}
 """
@@ -16,21 +12,30 @@ from pathlib import Path
 
 import torch
 
+from convlab.atomic import check_writable
+from convlab.batches import DeviceImages
 from convlab.checkpoint import save_checkpoint
 from convlab.data import load_normalization, load_prepared
-from convlab.device_data import DeviceImages
 from convlab.errors import run_stage
 from convlab.fingerprint import fingerprint
-from convlab.logs import write_metrics, write_table
 from convlab.model import ConvNet, count_parameters
 from convlab.params import ParamsError, load_params
-from convlab.runtime import Runtime, cpu_model, resolve_runtime
-from convlab.stats import summarize, summary_metrics
-from convlab.train import History, TrainResult, train
+from convlab.runtime import hardware, resolve_runtime
+from convlab.stage_files import (
+    EPOCHS,
+    PREPARED,
+    RUNS,
+    STEPS,
+    VAL_METRIC,
+    model_path,
+    resume_files,
+    resume_path,
+)
+from convlab.stats import summarize
+from convlab.train import History, Resume, train
 
-PREPARED = Path("data/prepared")
-RESUME_DIR = Path(".convlab/resume")  # outside DVC's outputs, which DVC deletes before a run
-CODE = [*Path("src/convlab").glob("*.py"), Path(__file__)]
+# The code whose change makes a run another run (so its resume state another run's).
+CODE = [Path(__file__), *Path("src/convlab").glob("*.py")]
 
 
 def main(argv: list[str]) -> None:
@@ -39,131 +44,82 @@ def main(argv: list[str]) -> None:
     name = argv[0]
     params = load_params()
     variant = params.variant(name)
-    runtime = resolve_runtime(params.train)
     stage = f"train_{name}"
-    plots = Path("plots") / stage
-
-    norm = load_normalization(PREPARED)
+    outputs = [
+        model_path(name),
+        *(table.path(name) for table in (EPOCHS, STEPS, RUNS)),
+        VAL_METRIC.path(name),
+    ]
+    check_writable([*outputs, resume_path(stage, params.seed)])  # before hours of training, not after
+    runtime = resolve_runtime(params.train)
     splits = load_prepared(PREPARED, ("train", "val"))
-    train_data = DeviceImages(splits["train"], norm, runtime)
-    val_data = DeviceImages(splits["val"], norm, runtime)
+    norm = load_normalization(PREPARED)
+    train_data, val_data = (DeviceImages(splits[s], norm, runtime) for s in ("train", "val"))
     settings = {
         "seed": params.seed,
         "train": dataclasses.asdict(params.train),
         "variant": dataclasses.asdict(variant),
         "torch": torch.__version__,
     }
-    key = fingerprint(settings, [*CODE, *sorted(PREPARED.iterdir())])
+    key = fingerprint(settings, [*CODE, *PREPARED.iterdir()])
     print(
         f"{stage}: {count_parameters(ConvNet()):,} parameters, {variant.epochs} epochs, "
-        f"dropout {variant.pool1}/{variant.pool2}/{variant.fc}, "
-        f"augmentation {variant.augmentation}, "
+        f"dropout {variant.pool1}/{variant.pool2}/{variant.fc}, augmentation {variant.augmentation}, "
         f"seeds {', '.join(map(str, params.run_seeds))}, on {runtime.describe()} "
-        f"({runtime.precision_reason}; {hardware(runtime)})",
+        f"({runtime.precision_reason}; {hardware(runtime)}, {torch.get_num_threads()} threads)",
         flush=True,
     )
+    # Resume files of other seeds are of settings no longer asked for: nothing will resume them.
+    for stale in set(resume_files(stage)) - {resume_path(stage, seed) for seed in params.run_seeds}:
+        stale.unlink(missing_ok=True)
 
     def write_curves(history: History) -> None:
-        # Both files every epoch (train() logs a step point in every epoch), so the curves always
-        # exist and always belong to this run.
-        write_table(plots / "epochs.csv", (dataclasses.asdict(e) for e in history.epochs))
-        write_table(plots / "steps.csv", (dataclasses.asdict(s) for s in history.steps))
+        # Every epoch (train() logs a step point in every epoch), so the curves always exist and
+        # always belong to this run.
+        EPOCHS.write(name, (dataclasses.asdict(e) for e in history.epochs))
+        STEPS.write(name, (dataclasses.asdict(s) for s in history.steps))
 
-    # One run per seed. Each keeps its own resume file until the whole stage is done, so a
-    # killed stage re-run skips finished seeds (their file holds every epoch) and resumes the
-    # interrupted one. The curves in plots/ are the first seed's, written as it trains.
-    results: list[tuple[int, TrainResult]] = []
-    for run_seed in params.run_seeds:
-        if len(params.run_seeds) > 1:
-            print(f"{stage}: run {len(results) + 1} of {len(params.run_seeds)}, seed {run_seed}", flush=True)
+    # One run per seed, each with its own resume file until the whole stage is done, so a killed
+    # stage re-run skips finished seeds (their file holds every epoch) and resumes the interrupted
+    # one. The curves in plots/ are the first seed's, written as it trains.
+    results = []
+    for number, seed in enumerate(params.run_seeds, start=1):
+        print(f"{stage}: run {number} of {len(params.run_seeds)}, seed {seed}", flush=True)
         result = train(
             train_data,
             val_data,
             variant,
             params.train,
             runtime,
-            run_seed,
-            resume_path=RESUME_DIR / f"{stage}-seed{run_seed}.pt",
-            resume_key=f"{key}:{run_seed}",
-            on_epoch=write_curves if not results else None,
+            seed,
+            resume=Resume(resume_path(stage, seed), f"{key}:{seed}"),
+            on_epoch=write_curves if number == 1 else None,
         )
         if result.resumed_from_epoch:
-            print(f"{stage}: seed {run_seed} resumed after epoch {result.resumed_from_epoch}")
-        final = result.history.epochs[-1]
+            print(f"{stage}: seed {seed} resumed after epoch {result.resumed_from_epoch}")
         print(
-            f"{stage}: seed {run_seed}: best val acc {result.best_val_acc:.4f} at epoch "
-            f"{result.best_epoch}, final {final.val_acc:.4f}; {result.history.wall_seconds:.0f}s, "
+            f"{stage}: seed {seed}: best val acc {result.best_val_acc:.4f} at epoch {result.best_epoch}, "
+            f"final {result.history.epochs[-1].val_acc:.4f}; {result.history.wall_seconds:.0f}s, "
             f"{result.images_per_second:.0f} images/s",
             flush=True,
         )
-        results.append((run_seed, result))
+        results.append(result)
 
     save_checkpoint(
-        Path("models") / f"{name}.pt",
+        model_path(name),
         [
-            {"seed": seed, "epoch": r.best_epoch, "val_acc": r.best_val_acc, "state_dict": r.best_state}
-            for seed, r in results
+            {"seed": r.seed, "epoch": r.best_epoch, "val_acc": r.best_val_acc, "state_dict": r.best_state}
+            for r in results
         ],
         variant=name,
     )
-    write_curves(results[0][1].history)
-    runs = [run_row(seed, r, runtime) for seed, r in results]
-    write_table(plots / "runs.csv", runs)
-    write_metrics(Path("metrics") / f"{stage}.json", run_metrics(runs))
-    for seed in params.run_seeds:  # finished: nothing left to resume
-        (RESUME_DIR / f"{stage}-seed{seed}.pt").unlink(missing_ok=True)
-    if len(results) > 1:
-        best = summarize([r["best_val_acc"] for r in runs])
-        print(
-            f"{stage}: best val acc over {best.n} seeds: mean {best.mean:.4f}, std {best.std:.4f}, "
-            f"95% CI [{best.ci95[0]:.4f}, {best.ci95[1]:.4f}]"
-        )
-
-
-def hardware(runtime: Runtime) -> str:
-    """What ran the training, by name: the GPU's or the CPU's model."""
-    if runtime.device.type == "cuda":
-        return torch.cuda.get_device_name(runtime.device)
-    return f"{cpu_model()}, {torch.get_num_threads()} threads"
-
-
-def run_row(seed: int, result: TrainResult, runtime: Runtime) -> dict:
-    """One row of runs.csv: a run's accuracies and losses, and how it ran."""
-    final = result.history.epochs[-1]
-    return {
-        "seed": seed,
-        "best_val_acc": result.best_val_acc,
-        "best_epoch": result.best_epoch,
-        "final_val_acc": final.val_acc,
-        "final_val_loss": final.val_loss,
-        "final_train_acc": final.train_acc,
-        "final_train_loss": final.train_loss,
-        "train_seconds": round(result.history.train_seconds, 2),
-        "wall_seconds": round(result.history.wall_seconds, 2),
-        "images_per_second": round(result.images_per_second, 1),
-        "runtime": runtime.describe(),
-        "precision_reason": runtime.precision_reason,
-        "hardware": hardware(runtime),
-    }
-
-
-def run_metrics(runs: list[dict]) -> dict:
-    """metrics/train_<variant>.json: accuracies, losses and the best epoch as means over the seeds
-    (accuracies with std and 95% CI from two seeds on), so one seed gives that run's numbers."""
-
-    def mean(key: str) -> float:
-        return summarize([r[key] for r in runs]).mean
-
-    best_epochs = [r["best_epoch"] for r in runs]
-    return {
-        "seeds": len(runs),
-        **summary_metrics("best_val_acc", [r["best_val_acc"] for r in runs]),
-        "best_epoch": best_epochs[0] if len(runs) == 1 else round(mean("best_epoch"), 1),
-        **summary_metrics("final_val_acc", [r["final_val_acc"] for r in runs]),
-        "final_val_loss": mean("final_val_loss"),
-        "final_train_acc": mean("final_train_acc"),
-        "final_train_loss": mean("final_train_loss"),
-    }
+    write_curves(results[0].history)
+    RUNS.write(name, (r.record(runtime) for r in results))
+    best = summarize([r.best_val_acc for r in results])
+    VAL_METRIC.write(name, best.mean)
+    for finished in resume_files(stage):  # done: nothing left to resume
+        finished.unlink(missing_ok=True)
+    print(f"{stage}: mean best val acc over {best.n} run(s): {best.mean:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""Atomic writes: a temp file beside the target, then rename.
+"""Atomic writes: a temp file beside the target, then rename; the one write path of every output.
 
 A reader (or DVC, hashing outputs) sees either the old file or the complete new one, never a
-half-written file, even if the process is killed mid-write. A write that fails for lack of space
-raises DiskFullError naming the target, after removing its temp file. A killed process cannot
-remove its temp file, so the next write of the same target removes what earlier ones left.
+half-written file, even if the process is killed mid-write. A write the system refuses (a full
+disk, a read-only file system, no permission, a file where a folder should be) raises WriteError
+naming the target and the reason in one line, after removing its temp file. A killed process
+cannot remove its temp file, so the next write of the same target removes what earlier ones left.
 """
 
 from __future__ import annotations
@@ -16,22 +17,28 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from convlab.errors import ConvlabError
 
-# The write errors that mean "the data does not fit", each in the words the message uses.
-_NO_SPACE = {
+# The reasons a write fails, in the words the message uses; others take the system's own words.
+_REASONS = {
     errno.ENOSPC: "no space left on device",
     errno.EDQUOT: "disk quota exceeded",
     errno.EFBIG: "file too large for the file system",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOTDIR: "a file stands where a folder of its path should be",
+    errno.EEXIST: "a file stands where a folder of its path should be",
+    errno.EISDIR: "a folder stands where the file should be",
 }
 
 
-class DiskFullError(ConvlabError, OSError):
-    """A write that did not fit on the device; the old output, if any, is left as it was."""
+class WriteError(ConvlabError, OSError):
+    """A write the system refused; the old output, if any, is left as it was."""
 
     def __init__(self, path: str | Path, reason: str) -> None:
         super().__init__(f"{reason} while writing {path}")
@@ -59,17 +66,33 @@ class _Writer(io.BufferedWriter):
             raise
 
 
-def _no_space(err: BaseException, handle: _Writer | None = None) -> str | None:
-    """Why err means the device is full, or None when it has another cause."""
+def _refusal(err: BaseException, handle: _Writer | None = None) -> str | None:
+    """Why the system refused the write that raised err, or None when err has another cause (a
+    bug, Ctrl-C)."""
     seen: BaseException | None = err
     while seen is not None:
-        if isinstance(seen, DiskFullError):
+        if isinstance(seen, WriteError):
             return seen.reason
-        if isinstance(seen, OSError) and seen.errno in _NO_SPACE:
-            return _NO_SPACE[seen.errno]
+        if isinstance(seen, OSError):
+            return _REASONS.get(seen.errno or 0) or (seen.strerror or str(seen)).lower()
         seen = seen.__cause__ or seen.__context__
     failure = handle.failure if handle is not None else None
-    return _NO_SPACE.get(failure.errno) if failure is not None and failure.errno is not None else None
+    return None if failure is None else _REASONS.get(failure.errno or 0) or str(failure.strerror).lower()
+
+
+def check_writable(paths: Iterable[str | Path]) -> None:
+    """Raise WriteError unless each path's folder can be made and a file written in it, and no
+    folder stands where the file goes: a stage checks this before hours of work, not after."""
+    for path in map(Path, paths):
+        try:
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as err:
+            raise WriteError(path, _refusal(err) or "unknown") from err
 
 
 def temp_pattern(path: str | Path) -> re.Pattern[str]:
@@ -114,8 +137,8 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        if (reason := _no_space(err, handle)) is not None:
-            raise DiskFullError(path, reason) from err
+        if (reason := _refusal(err, handle)) is not None:
+            raise WriteError(path, reason) from err
         raise
 
 
@@ -153,6 +176,6 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     except BaseException as err:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-        if (reason := _no_space(err)) is not None:
-            raise DiskFullError(path, reason) from err
+        if (reason := _refusal(err)) is not None:
+            raise WriteError(path, reason) from err
         raise

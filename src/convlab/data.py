@@ -21,10 +21,11 @@ import numpy as np
 from convlab.atomic import atomic_directory, write_bytes, write_json
 from convlab.cifar import CLASSES, IMAGE_SHAPE, Cifar10
 from convlab.errors import ConvlabError, one_line
+from convlab.params import NORMALIZATIONS
+from convlab.stage_files import DamagedInputError, read_json
 
 SPLITS = ("train", "val", "test")
 STATS_FILE = "stats.json"
-NORMALIZATIONS = ("standardize", "none")  # as params.py allows for data.normalize
 _FIX = "run dvc repro"
 
 
@@ -63,13 +64,8 @@ class Prepared:
 
 
 def split_dataset(data: Cifar10, val_size: int) -> tuple[Split, Split, Split]:
-    """Validation is the LAST val_size training images; training the ones before them."""
-    n = len(data.y_train)
-    if not 0 < val_size < n:
-        raise DataError(
-            f"data.val_size = {val_size} is not allowed: the archive has {n} training images, "
-            f"so it must be between 1 and {n - 1} to leave training data"
-        )
+    """Validation is the LAST val_size training images (params.py keeps some to train on); training
+    the ones before them."""
     images = data.x_train.reshape(-1, *IMAGE_SHAPE)
     train = Split(images[:-val_size], data.y_train[:-val_size])
     val = Split(images[-val_size:], data.y_train[-val_size:])
@@ -81,12 +77,11 @@ def normalization_stats(images: np.ndarray, mode: str) -> Normalization:
     """Per-channel statistics of uint8 images (N, 3, H, W), in [0, 1] units.
 
     Computed from each channel's histogram of the 256 pixel values, so the sums are exact integers,
-    independent of summation order, and need no float copy of the images.
+    independent of summation order, and need no float copy of the images. A channel with a single
+    value everywhere cannot be standardized (its std is 0): refused here, before any training.
     """
     if mode == "none":
         return Normalization(mode, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-    if mode != "standardize":
-        raise DataError(f"data.normalize = {mode!r} is not allowed: expected 'standardize' or 'none'")
     values = np.arange(256, dtype=np.int64)
     means, stds = [], []
     for channel in range(images.shape[1]):
@@ -95,6 +90,11 @@ def normalization_stats(images: np.ndarray, mode: str) -> Normalization:
         total = int((counts * values).sum())
         squares = int((counts * values * values).sum())
         mean = total / n
+        if squares * n == total * total:  # exact integers: every pixel of the channel is the same
+            raise DataError(
+                f"channel {'RGB'[channel]} of the {len(images)} training images is {total // n} in every "
+                "pixel, so it cannot be standardized; use data.normalize=none or another archive"
+            )
         means.append(mean / 255)
         stds.append(float(np.sqrt(squares / n - mean * mean)) / 255)
     return Normalization(mode, tuple(means), tuple(stds))  # type: ignore[arg-type]
@@ -162,13 +162,11 @@ def _channels(value: Any, positive: bool) -> bool:
 def load_normalization(directory: str | Path) -> Normalization:
     path = Path(directory) / STATS_FILE
     try:
-        stats = json.loads(path.read_text())
+        stats = read_json(path)
     except FileNotFoundError:
         raise DataError(f"{path} not found: run the split stage first (dvc repro split)") from None
-    except ValueError as err:  # not UTF-8, or not JSON (cut short, emptied, a byte flipped)
-        raise _damaged(path, one_line(err)) from None
-    if not isinstance(stats, dict):
-        raise _damaged(path, "not a JSON object")
+    except DamagedInputError as err:  # not UTF-8, not JSON, cut short, nested without bound...
+        raise DataError(str(err)) from None
     if "sha256" not in stats:
         raise _damaged(path, "no checksum: made by an older convlab")
     if stats["sha256"] != _stats_sha256(stats):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from convlab.device_data import DeviceImages
+from convlab.batches import DeviceImages
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,13 @@
-"""params.yaml, validated once into typed objects.
+"""params.yaml, validated once into typed objects: the home of what every knob allows.
 
 Every key is checked at load: unknown keys, wrong types and out-of-range values raise a
-ParamsError that names the key, the value and what is allowed, before any stage does work.
+ParamsError that names the key, the value and what is allowed, before any stage does work. Code
+behind this module trusts the typed params it gets.
+
+params.yaml is read the way `dvc exp run -S` writes it: YAML 1.2 (ruamel.yaml, as DVC itself
+uses), so `1e-05` is a float and `off` a string. PyYAML reads YAML 1.1, where `1e-05` is a string
+and `off` is false. The file is a handful of keys, so the reader is bounded to what such a file
+can be: its size, its nesting, plain keys, and no aliases (an alias bomb expands without limit).
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from convlab.errors import ConvlabError
 
@@ -22,15 +30,22 @@ VARIANTS = ("baseline", "dropout", "staged_dropout")
 NORMALIZATIONS = ("standardize", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("auto", "off", "on")
+URL_SCHEMES = ("http", "https", "file")  # what data.url, CIFAR10_URL and any redirect may use
+CIFAR10_TRAIN_IMAGES = 50_000
+# Reflect padding needs fewer pixels than the 32-pixel image has; beyond 16 a crop is mostly mirror.
 MAX_CROP_PADDING = 16
 # torch.manual_seed takes 64-bit seeds; keeping every run's seed within a signed int64 means each
 # one is also a valid int64 anywhere it is stored (numpy, JSON readers, torch tensors).
 MAX_SEED = 2**63 - 1
 MAX_SEEDS = 100  # runs per variant: five is the study's choice; hundreds would be days of training
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-URL_SCHEMES = ("http", "https", "file")  # what data.url, CIFAR10_URL and any redirect may use
+# torch keeps a device index in 8 bits: cuda:128 silently becomes cuda:-128.
+MAX_CUDA_INDEX = 127
+_DEVICE = re.compile(r"auto|cpu|cuda(?::(0|[1-9][0-9]{0,2}))?", re.ASCII)
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+# params.yaml holds about 40 keys in 1.6 KB, two levels deep.
+MAX_PARAMS_BYTES = 64 * 1024
+MAX_PARAMS_DEPTH = 4
 
 
 class ParamsError(ConvlabError, ValueError):
@@ -116,7 +131,6 @@ def _int_in(low: int, high: int, why: str = "") -> Check:
 
 
 def _crop_padding(value: int) -> str | None:
-    # Reflect padding needs fewer pixels than the image has; beyond 16 a crop is mostly mirror.
     return None if 0 <= value <= MAX_CROP_PADDING else f"an integer in [0, {MAX_CROP_PADDING}] (pixels)"
 
 
@@ -137,9 +151,17 @@ def _one_of(*choices: str) -> Check:
 
 def _matches(pattern: re.Pattern[str], what: str) -> Check:
     def check(value: str) -> str | None:
-        return None if pattern.match(value) else what
+        return None if pattern.fullmatch(value) else what
 
     return check
+
+
+def _device(value: str) -> str | None:
+    """A device as torch reads it: ASCII digits only, no surrounding space, an index torch keeps."""
+    match = _DEVICE.fullmatch(value)
+    if match is None or (match.group(1) is not None and int(match.group(1)) > MAX_CUDA_INDEX):
+        return f"'auto', 'cpu', 'cuda' or 'cuda:N' with N in 0..{MAX_CUDA_INDEX}"
+    return None
 
 
 def url_problem(url: str) -> str | None:
@@ -165,8 +187,10 @@ _CHECKS: dict[str, Check] = {
     "data.url": url_problem,
     "data.md5": _matches(_HEX32, "32 lowercase hex digits (an md5 sum)"),
     "data.content_sha256": _matches(_HEX64, "64 lowercase hex digits (a sha256 sum)"),
-    # CIFAR-10 has 50,000 training images and at least one must be left to train on.
-    "data.val_size": _int_in(1, 49_999, " (CIFAR-10 has 50,000 training images)"),
+    # Validation is taken from the training images, and at least one must be left to train on.
+    "data.val_size": _int_in(
+        1, CIFAR10_TRAIN_IMAGES - 1, f" (CIFAR-10 has {CIFAR10_TRAIN_IMAGES:,} training images)"
+    ),
     "data.normalize": _one_of(*NORMALIZATIONS),
     # About 1 MB of fp32 activations and gradients per image: 4,096 is some 4 GB, beyond it the
     # batch no longer fits a CPU box or a small GPU, and SGD at these rates was not tuned for it.
@@ -177,7 +201,7 @@ _CHECKS: dict[str, Check] = {
     "train.log_every": _int_in(1, 1_000_000),
     # Evaluation keeps no gradients: the whole 10,000-image test set in one batch is the most.
     "train.eval_batch_size": _int_in(1, 10_000),
-    "train.device": _matches(_DEVICE_PATTERN, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    "train.device": _device,
     "train.precision": _one_of(*PRECISIONS),
     "train.compile": _one_of(*COMPILE_MODES),
     "train.seeds": _int_in(1, MAX_SEEDS),
@@ -253,12 +277,59 @@ def parse_params(raw: Any) -> Params:
     )
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def _check_tree(node: Node, path: Path, depth: int = 1, seen: set[int] | None = None) -> None:
+    """Refuse what no params file needs and what would make reading it unbounded: nesting beyond
+    MAX_PARAMS_DEPTH, a node reached twice (an alias: *name), keys that are not plain strings."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        raise ParamsError(f"{path} uses a YAML alias (*{node.anchor or '...'}): write each value out")
+    seen.add(id(node))
+    if depth > MAX_PARAMS_DEPTH:
+        raise ParamsError(f"{path} nests deeper than {MAX_PARAMS_DEPTH} levels: not a params file")
+    if isinstance(node, MappingNode):
+        for key, value in node.value:
+            if key.tag != "tag:yaml.org,2002:str":
+                raise ParamsError(
+                    f"{path}: key {key.value!r} is not a plain string (line {key.start_mark.line + 1})"
+                )
+            _check_tree(value, path, depth + 1, seen)
+    elif isinstance(node, SequenceNode):
+        for item in node.value:
+            _check_tree(item, path, depth + 1, seen)
+
+
+def read_params_file(path: str | Path = "params.yaml") -> Any:
+    """params.yaml as plain Python values, read as YAML 1.2 and bounded (see the module's notes)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_PARAMS_BYTES:
+            raise ParamsError(f"{path} is larger than {MAX_PARAMS_BYTES // 1024} KiB: not a params file")
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ParamsError(f"{path} not found: run from the project root") from None
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path} is not valid YAML: {err}") from None
-    return parse_params(raw)
+    except IsADirectoryError:
+        raise ParamsError(f"{path} is a folder, not a params file") from None
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path} is not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise ParamsError(f"cannot read {path}: {err.strerror or err}") from None
+    yaml = YAML(typ="safe", pure=True)
+    try:
+        tree = yaml.compose(text)
+        if tree is not None:
+            _check_tree(tree, path)
+        raw = yaml.load(text)
+    except YAMLError as err:
+        problem = str(getattr(err, "problem", None) or err).strip().splitlines()[0]
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ParamsError(f"{path} is not valid YAML: {problem}{where}") from None
+    except RecursionError:
+        raise ParamsError(f"{path} nests deeper than {MAX_PARAMS_DEPTH} levels: not a params file") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path} holds {type(raw).__name__}, not a mapping of params sections")
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    return parse_params(read_params_file(path))

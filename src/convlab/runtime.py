@@ -84,6 +84,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def hardware(runtime: Runtime) -> str:
+    """What runs the work, by name: the GPU's model or the CPU's."""
+    if runtime.device.type == "cuda":
+        return torch.cuda.get_device_name(runtime.device)
+    return cpu_model()
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

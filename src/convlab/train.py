@@ -1,10 +1,13 @@
 """Train the ConvNet: SGD with momentum, cross-entropy, seeded, one path for every variant.
 
-The loop never waits on the device inside an epoch except every `log_every` steps (and at the end
-of an epoch that had no log point): loss sums and correct counts accumulate in device tensors, and
-are read only when a log line is due. After each epoch the model is validated, the best weights
-are kept, and (when a resume path is given) the whole training state is saved so a killed run
-continues from its last finished epoch.
+    train() -> for each epoch: train_epoch() (step() per batch), then validation, then the
+               resume state is saved -> the run's result (best weights and its record)
+
+Steps never wait on the device inside an epoch except at log points (every `log_every` steps, and
+at the end of an epoch that had none): loss sums and correct counts accumulate in device tensors
+and are read only then. After each epoch the model is validated, the best weights are kept, and
+(given a Resume) the whole training state is saved, sealed, so a killed run continues from its
+last finished epoch and a damaged state is never used.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import contextlib
 import copy
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,14 +26,15 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from convlab.atomic import atomic_open
-from convlab.augment import draw_pixel_maps
-from convlab.device_data import DeviceImages
-from convlab.errors import ConvlabError, one_line
+from convlab.batches import DeviceImages, draw_pixel_maps
+from convlab.checkpoint import CheckpointError, load_sealed, save_sealed
+from convlab.errors import ConvlabError
 from convlab.evaluate import evaluate
 from convlab.model import ConvNet
 from convlab.params import TrainParams, VariantParams
-from convlab.runtime import Runtime
+from convlab.runtime import Runtime, hardware
+
+Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 class DivergenceError(ConvlabError, RuntimeError):
@@ -83,21 +86,41 @@ class History:
 
 @dataclass(frozen=True)
 class TrainResult:
+    seed: int
     history: History
     best_state: dict[str, torch.Tensor]
     best_epoch: int
     best_val_acc: float
-    images_per_second: float
     resumed_from_epoch: int
+    images_per_second: float  # training images over seconds in training steps, all epochs
+
+    def record(self, runtime: Runtime) -> dict[str, Any]:
+        """The run's row of runs.csv (stage_files.RUNS): its accuracies and losses, and how it ran."""
+        final = self.history.epochs[-1]
+        return {
+            "seed": self.seed,
+            "best_val_acc": self.best_val_acc,
+            "best_epoch": self.best_epoch,
+            "final_val_acc": final.val_acc,
+            "final_val_loss": final.val_loss,
+            "final_train_acc": final.train_acc,
+            "final_train_loss": final.train_loss,
+            "train_seconds": round(self.history.train_seconds, 2),
+            "wall_seconds": round(self.history.wall_seconds, 2),
+            "images_per_second": round(self.images_per_second, 1),
+            "runtime": runtime.describe(),
+            "precision_reason": runtime.precision_reason,
+            "hardware": hardware(runtime),
+            # CPU results repeat exactly only on the same kind of CPU with the same thread count.
+            "threads": torch.get_num_threads(),
+        }
 
 
 def make_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum)
 
 
-def make_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, runtime: Runtime
-) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, runtime: Runtime) -> Step:
     """One SGD step on a batch: returns the loss and the number of correct predictions, both
     left on the device. Autocast and torch.compile as the runtime says; the loss is taken in fp32."""
     device_type = runtime.device.type
@@ -116,23 +139,171 @@ def make_step(
     return torch.compile(step) if runtime.compile else step
 
 
-def _save_resume(path: Path, key: str, state: dict[str, Any]) -> None:
-    with atomic_open(path) as handle:
-        torch.save({"key": key, **state}, handle)
+@dataclass
+class RunState:
+    """Everything a run carries from epoch to epoch, and all that a resume file holds."""
+
+    model: ConvNet
+    optimizer: torch.optim.Optimizer
+    shuffle: torch.Generator  # the order of the training images, its own generator
+    history: History
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int = 0
+    best_val_acc: float = -1.0
+
+    @classmethod
+    def fresh(cls, variant: VariantParams, params: TrainParams, runtime: Runtime, seed: int) -> RunState:
+        """The seed fixes the initial weights, the dropout masks and augmentations (torch's global
+        RNG) and the shuffle (its own generator)."""
+        torch.manual_seed(seed)
+        model = ConvNet(variant.pool1, variant.pool2, variant.fc).to(runtime.device)
+        if runtime.channels_last:
+            model.to(memory_format=torch.channels_last)
+        shuffle = torch.Generator().manual_seed(seed)
+        best = copy.deepcopy(model.state_dict())
+        return cls(model, make_optimizer(model, params), shuffle, History(), best)
+
+    def keep_if_best(self, epoch: int, val_acc: float) -> None:
+        if val_acc > self.best_val_acc:
+            self.best_val_acc, self.best_epoch = val_acc, epoch
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def to_dict(self, device: torch.device) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
+            "shuffle_rng": self.shuffle.get_state(),
+            "history": self.history.to_dict(),
+            "best_state": self.best_state,
+            "best_epoch": self.best_epoch,
+            "best_val_acc": self.best_val_acc,
+        }
+
+    def restore(self, saved: dict[str, Any], device: torch.device) -> None:
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        self.shuffle.set_state(saved["shuffle_rng"])
+        self.history = History.from_dict(saved["history"])
+        self.best_state, self.best_epoch = saved["best_state"], saved["best_epoch"]
+        self.best_val_acc = saved["best_val_acc"]
 
 
-def _load_resume(path: Path | None, key: str) -> dict[str, Any] | None:
-    """The saved state if it exists and was made by a run with the same key, else None."""
-    if path is None or not path.exists():
-        return None
-    try:
-        with warnings.catch_warnings():  # torch warns about what it cannot read: said below
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a damaged resume file is not worth failing for: start fresh
-        print(f"resume file {path} unreadable ({one_line(err)}): training starts fresh", flush=True)
-        return None
-    return state if isinstance(state, dict) and state.get("key") == key else None
+@dataclass(frozen=True)
+class Resume:
+    """Where a run saves its state after every epoch, and the key of everything that decides the
+    run (params, data, code): a state saved under another key belongs to another run."""
+
+    path: Path
+    key: str
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state of this run, or None: no file, another run's, or damaged (said in one
+        line, and the file removed, so the run starts over rather than go on from bad numbers)."""
+        if not self.path.exists():
+            return None
+        try:
+            saved = load_sealed(self.path)
+        except CheckpointError as err:
+            print(f"resume: {err.path} {err.what}: this run starts over", flush=True)
+            self.path.unlink(missing_ok=True)
+            return None
+        return saved if saved.get("key") == self.key else None
+
+    def save(self, state: RunState, device: torch.device) -> None:
+        save_sealed(self.path, {"key": self.key, **state.to_dict(device)})
+
+
+class _Meter:
+    """Loss and correct-prediction sums of an epoch and of the current log window, kept on the
+    device, and the first step whose loss was not finite."""
+
+    def __init__(self, device: torch.device) -> None:
+        zero = torch.zeros((), device=device)
+        self.epoch_loss, self.epoch_correct = zero.clone(), zero.clone()
+        self.window_loss, self.window_correct, self.window_images = zero.clone(), zero.clone(), 0
+        self.first_bad_step = torch.full((), -1, dtype=torch.long, device=device)
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, count: int, step: int) -> None:
+        self.epoch_loss += loss * count
+        self.epoch_correct += correct
+        self.window_loss += loss * count
+        self.window_correct += correct
+        self.window_images += count
+        bad = ~torch.isfinite(loss) & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(bad, step, self.first_bad_step)
+
+    def bad_step(self) -> int | None:
+        step = int(self.first_bad_step.item())
+        return step if step >= 0 else None
+
+    def close_window(self, step: int, epoch: int) -> StepLog:
+        """The window's mean loss and accuracy as a log point; the next window starts empty."""
+        point = StepLog(
+            step=step,
+            epoch=epoch,
+            train_loss=self.window_loss.item() / self.window_images,
+            train_acc=self.window_correct.item() / self.window_images,
+        )
+        self.window_loss.zero_()
+        self.window_correct.zero_()
+        self.window_images = 0
+        return point
+
+
+def train_epoch(
+    state: RunState,
+    step: Step,
+    data: DeviceImages,
+    variant: VariantParams,
+    params: TrainParams,
+    epoch: int,
+    progress: bool,
+) -> tuple[float, float]:
+    """One pass over the training images in a fresh shuffled order; the epoch's mean training loss
+    and accuracy. Appends a log point every log_every steps (counted across epochs) and at the
+    epoch's end if it had none, so every epoch has a point on the training curve."""
+    n, batch = len(data), params.batch_size
+    steps = math.ceil(n / batch)
+    first_step = (epoch - 1) * steps
+    device, size = data.x.device, data.image_size
+    order = torch.randperm(n, generator=state.shuffle).to(device)
+    meter = _Meter(device)
+    bar = tqdm(
+        range(steps),
+        desc=f"epoch {epoch}/{variant.epochs}",
+        unit="step",
+        disable=not progress,
+        mininterval=2.0,
+        leave=False,
+    )
+    for i in bar:
+        global_step = first_step + i + 1
+        index = order[i * batch : (i + 1) * batch]
+        maps = None
+        if variant.augments:
+            maps = draw_pixel_maps(len(index), *size, variant.crop_padding, variant.flip, device)
+        loss, correct = step(*data.batch(index, maps))
+        meter.add(loss, correct, len(index), global_step)
+        last = i == steps - 1
+        if global_step % params.log_every == 0 or last:
+            if (bad := meter.bad_step()) is not None:
+                raise DivergenceError(
+                    f"training loss became {loss.item()} at step {bad} (epoch {epoch}) "
+                    f"with lr={params.lr}, momentum={params.momentum}, "
+                    f"batch_size={params.batch_size}, dropout=({variant.pool1}, "
+                    f"{variant.pool2}, {variant.fc}); no metrics were written"
+                )
+            epoch_has_point = bool(state.history.steps) and state.history.steps[-1].epoch == epoch
+            if global_step % params.log_every == 0 or not epoch_has_point:
+                state.history.steps.append(meter.close_window(global_step, epoch))
+                bar.set_postfix(loss=f"{state.history.steps[-1].train_loss:.3f}", refresh=False)
+    bar.close()
+    return meter.epoch_loss.item() / n, meter.epoch_correct.item() / n
 
 
 def train(
@@ -142,146 +313,47 @@ def train(
     params: TrainParams,
     runtime: Runtime,
     seed: int,
-    resume_path: Path | None = None,
-    resume_key: str = "",
+    resume: Resume | None = None,
     on_epoch: Callable[[History], None] | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train a fresh ConvNet for variant.epochs epochs; return the history and the best weights.
-
-    The seed fixes the initial weights, the dropout masks and augmentations (global RNG) and the
-    shuffle (its own generator), so on the CPU the same seed gives the same metrics, run after run.
-    """
-    device = runtime.device
-    torch.manual_seed(seed)
-    model = ConvNet(variant.pool1, variant.pool2, variant.fc)
-    shuffle = torch.Generator().manual_seed(seed)
-    model.to(device)
-    if runtime.channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, params)
-    history = History()
-    best_state = copy.deepcopy(model.state_dict())
-    best_epoch, best_val_acc, start_epoch = 0, -1.0, 0
-
-    saved = _load_resume(resume_path, resume_key)
+    """Train a fresh ConvNet for variant.epochs epochs (or go on from a resume state); return the
+    history and the best weights. On the CPU the same seed gives the same metrics, run after run."""
+    state = RunState.fresh(variant, params, runtime, seed)
+    saved = resume.load() if resume is not None else None
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["torch_rng"])
-        if device.type == "cuda" and "cuda_rng" in saved:
-            torch.cuda.set_rng_state(saved["cuda_rng"], device)
-        shuffle.set_state(saved["shuffle_rng"])
-        history = History.from_dict(saved["history"])
-        best_state, best_epoch, best_val_acc = saved["best_state"], saved["best_epoch"], saved["best_val_acc"]
-        start_epoch = len(history.epochs)
+        state.restore(saved, runtime.device)
+    resumed_from = len(state.history.epochs)
+    step = make_step(state.model, state.optimizer, runtime)
 
-    run_step = make_step(model, optimizer, runtime)
-    n = len(train_data)
-    batch = params.batch_size
-    steps_per_epoch = math.ceil(n / batch)
-    global_step = start_epoch * steps_per_epoch
-    zero = torch.zeros((), device=device)
-    image_size = train_data.image_size
+    for epoch in range(resumed_from + 1, variant.epochs + 1):
+        start = time.perf_counter()
+        state.model.train()
+        train_loss, train_acc = train_epoch(state, step, train_data, variant, params, epoch, progress)
+        state.history.train_seconds += time.perf_counter() - start
 
-    for epoch in range(start_epoch + 1, variant.epochs + 1):
-        epoch_start = time.perf_counter()
-        model.train()
-        order = torch.randperm(n, generator=shuffle).to(device)
-        # Device-side accumulators: read only at log points, so steps never wait on the device.
-        epoch_loss, epoch_correct = zero.clone(), zero.clone()
-        window_loss, window_correct, window_images = zero.clone(), zero.clone(), 0
-        first_bad_step = torch.full((), -1, dtype=torch.long, device=device)
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"epoch {epoch}/{variant.epochs}",
-            unit="step",
-            disable=not progress,
-            mininterval=2.0,
-            leave=False,
-        )
-        for i in bar:
-            global_step += 1
-            index = order[i * batch : (i + 1) * batch]
-            maps = None
-            if variant.augments:
-                maps = draw_pixel_maps(len(index), *image_size, variant.crop_padding, variant.flip, device)
-            x, y = train_data.batch(index, maps)
-            loss, correct = run_step(x, y)
-            count = len(index)
-            epoch_loss += loss * count
-            epoch_correct += correct
-            window_loss += loss * count
-            window_correct += correct
-            window_images += count
-            bad = ~torch.isfinite(loss) & (first_bad_step < 0)
-            first_bad_step = torch.where(bad, global_step, first_bad_step)
-            if global_step % params.log_every == 0 or i == steps_per_epoch - 1:
-                if (bad_step := int(first_bad_step.item())) >= 0:
-                    raise DivergenceError(
-                        f"training loss became {loss.item()} at step {bad_step} (epoch {epoch}) "
-                        f"with lr={params.lr}, momentum={params.momentum}, "
-                        f"batch_size={params.batch_size}, dropout=({variant.pool1}, "
-                        f"{variant.pool2}, {variant.fc}); no metrics were written"
-                    )
-            # Every log_every steps, and at an epoch's last step if the epoch has no point yet
-            # (log_every longer than an epoch), so the curve has a point per epoch at least.
-            # Windows restart with each epoch, so that point is the whole epoch's mean.
-            epoch_has_point = bool(history.steps) and history.steps[-1].epoch == epoch
-            if global_step % params.log_every == 0 or (i == steps_per_epoch - 1 and not epoch_has_point):
-                history.steps.append(
-                    StepLog(
-                        step=global_step,
-                        epoch=epoch,
-                        train_loss=window_loss.item() / window_images,
-                        train_acc=window_correct.item() / window_images,
-                    )
-                )
-                bar.set_postfix(loss=f"{history.steps[-1].train_loss:.3f}", refresh=False)
-                window_loss.zero_()
-                window_correct.zero_()
-                window_images = 0
-        bar.close()
-        train_loss, train_acc = epoch_loss.item() / n, epoch_correct.item() / n
-        history.train_seconds += time.perf_counter() - epoch_start
-
-        val = evaluate(model, val_data, params.eval_batch_size)
-        if val.accuracy > best_val_acc:
-            best_val_acc, best_epoch = val.accuracy, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        seconds = time.perf_counter() - epoch_start
-        history.epochs.append(EpochLog(epoch, train_loss, train_acc, val.loss, val.accuracy, seconds))
-        history.wall_seconds += seconds
+        val = evaluate(state.model, val_data, params.eval_batch_size)
+        state.keep_if_best(epoch, val.accuracy)
+        seconds = time.perf_counter() - start
+        state.history.epochs.append(EpochLog(epoch, train_loss, train_acc, val.loss, val.accuracy, seconds))
+        state.history.wall_seconds += seconds
         print(
             f"epoch {epoch:3d}/{variant.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
             f"val loss {val.loss:.4f} acc {val.accuracy:.4f}  {seconds:.1f}s",
             flush=True,
         )
-        if resume_path is not None:
-            _save_resume(
-                resume_path,
-                resume_key,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
-                    "shuffle_rng": shuffle.get_state(),
-                    "history": history.to_dict(),
-                    "best_state": best_state,
-                    "best_epoch": best_epoch,
-                    "best_val_acc": best_val_acc,
-                },
-            )
+        if resume is not None:
+            resume.save(state, runtime.device)
         if on_epoch is not None:
-            on_epoch(history)
+            on_epoch(state.history)
 
-    trained_images = n * len(history.epochs)
+    trained_images, seconds = len(train_data) * len(state.history.epochs), state.history.train_seconds
     return TrainResult(
-        history=history,
-        best_state={k: v.detach().to("cpu", copy=True).contiguous() for k, v in best_state.items()},
-        best_epoch=best_epoch,
-        best_val_acc=best_val_acc,
-        images_per_second=trained_images / history.train_seconds if history.train_seconds else 0.0,
-        resumed_from_epoch=start_epoch,
+        seed=seed,
+        history=state.history,
+        best_state={k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.best_state.items()},
+        best_epoch=state.best_epoch,
+        best_val_acc=state.best_val_acc,
+        resumed_from_epoch=resumed_from,
+        images_per_second=trained_images / seconds if seconds else 0.0,
     )

@@ -1,18 +1,63 @@
-"""A split held on the training device as one uint8 tensor; batches are index slices of it.
+"""Training batches on the device: a split held there as one uint8 tensor, batches as index
+slices of it, and augmentation drawn as maps of source pixels.
 
 Keeping uint8 (a quarter of float32's size) lets the whole training set live in GPU memory;
 converting and normalizing a batch is one fused multiply-add on the device, so no per-image
-Python transform or DataLoader worker sits between the data and the model. An augmented batch
-is gathered pixel by pixel from the uint8 images (augment.PixelMaps) before that conversion.
+Python transform or DataLoader worker sits between the data and the model.
+
+Augmentation: a crop of the image reflect-padded by `padding` pixels, and a left-right mirror,
+only move pixels: each output pixel is some pixel of the stored image. So the draws become, per
+image, the source row of every output row and the source column of every output column (the
+padding's reflection and the mirror folded in), and the batch is gathered once from the stored
+uint8 images with them. No padded copy, no float image is moved: one small gather instead of a
+pad, a gather and a flip of the float batch. Drawn from torch's global RNG of the data's device,
+in a fixed order (rows' offsets, columns' offsets, then flips), so the seed fixes them and a
+resumed run continues them exactly.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from convlab.augment import PixelMaps
 from convlab.data import Normalization, Split
 from convlab.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class PixelMaps:
+    """For each image of a batch, the source row of each output row (N, H) and the source column
+    of each output column (N, W), indices into the stored H x W image."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+
+
+def reflect(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Positions of a reflect-padded axis (may run past 0 or size - 1) mapped back into the axis
+    the way F.pad(mode='reflect') fills the padding: -1 -> 1, size -> size - 2."""
+    index = index.abs()
+    return torch.where(index > size - 1, 2 * (size - 1) - index, index)
+
+
+def draw_pixel_maps(
+    n: int, height: int, width: int, padding: int, flip: bool, device: torch.device
+) -> PixelMaps:
+    """Each image shifted uniformly by -padding..padding pixels in each direction (a window of its
+    reflect-padded copy) and, when `flip`, mirrored left-right with probability 1/2. The padding
+    is less than the image's side (params.MAX_CROP_PADDING)."""
+    rows = torch.arange(height, device=device).expand(n, height)
+    cols = torch.arange(width, device=device).expand(n, width)
+    if padding:
+        top = torch.randint(0, 2 * padding + 1, (n, 1), device=device)
+        left = torch.randint(0, 2 * padding + 1, (n, 1), device=device)
+        rows = reflect(rows + top - padding, height)
+        cols = reflect(cols + left - padding, width)
+    if flip:
+        mirrored = torch.rand(n, device=device) < 0.5
+        cols = torch.where(mirrored.view(n, 1), cols.flip(1), cols)
+    return PixelMaps(rows, cols)
 
 
 class DeviceImages:

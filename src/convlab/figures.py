@@ -1,0 +1,136 @@
+"""The report's figures (PNG, matplotlib): the data, the curves, every seed, the confusion matrices."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers or in CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from convlab.cifar import CLASSES  # noqa: E402
+from convlab.report import VariantResult  # noqa: E402
+from convlab.stats import ACCURACY_BOUNDS, summarize  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_first_image(image: np.ndarray, label: int, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(3, 3))
+    ax.imshow(image.transpose(1, 2, 0), interpolation="nearest")
+    ax.set_title(f"first training image: {CLASSES[label]}")
+    ax.axis("off")
+    _save(fig, path)
+
+
+def plot_grid(images: np.ndarray, labels: np.ndarray, path: Path, columns: int = 10) -> None:
+    rows = math.ceil(len(images) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.25), layout="constrained")
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    for ax, image, label in zip(np.ravel(axes), images, labels, strict=False):
+        ax.imshow(image.transpose(1, 2, 0), interpolation="nearest")
+        ax.set_title(CLASSES[label], fontsize=7)
+    fig.suptitle(f"the first {len(images)} training images")
+    _save(fig, path)
+
+
+def plot_curves(result: VariantResult, path: Path) -> None:
+    epochs = [row["epoch"] for row in result.epochs]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, title in ((loss_ax, "loss", "loss"), (acc_ax, "acc", "accuracy")):
+        ax.plot(epochs, [row[f"train_{key}"] for row in result.epochs], label="training")
+        ax.plot(epochs, [row[f"val_{key}"] for row in result.epochs], label="validation")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no 1.2, 1.4, ... on short runs
+        ax.set_title(f"{result.name}: {title}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save(fig, path)
+
+
+def plot_validation(results: list[VariantResult], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for result in results:
+        ax.plot(
+            [row["epoch"] for row in result.epochs],
+            [row["val_acc"] for row in result.epochs],
+            label=result.name,
+        )
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("validation accuracy")
+    ax.set_title("validation accuracy of every variant")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_seeds(results: list[VariantResult], path: Path) -> None:
+    """Every run's best validation and test accuracy, with each variant's mean and 95% CI."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, attribute, title in ((axes[0], "val_runs", "best validation"), (axes[1], "test_runs", "test")):
+        for x, result in enumerate(results):
+            values = getattr(result, attribute)
+            summary = summarize(values, ACCURACY_BOUNDS)
+            low, high = summary.ci95 or (summary.mean, summary.mean)  # one run: no interval
+            ax.scatter([x] * len(values), values, s=18, alpha=0.6, color=f"C{x}")
+            ax.errorbar(
+                [x + 0.15],
+                [summary.mean],
+                yerr=[[summary.mean - low], [high - summary.mean]],
+                fmt="o",
+                color="black",
+                capsize=4,
+            )
+        ax.set_xticks(range(len(results)), [r.name for r in results])
+        ax.set_title(f"{title} accuracy: each seed, mean and 95% CI", fontsize=10)
+        ax.grid(alpha=0.3)
+    bottom, top = axes[0].get_ylim()
+    axes[0].set_ylim(max(bottom, 0.0), min(top, 1.0))  # an accuracy axis never leaves [0, 1]
+    _save(fig, path)
+
+
+def plot_confusions(results: list[VariantResult], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 5.4), layout="constrained")
+    for ax, result in zip(np.atleast_1d(axes), results, strict=True):
+        ax.imshow(result.confusion, cmap="Blues")
+        for (i, j), count in np.ndenumerate(result.confusion):
+            ax.text(
+                j,
+                i,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if count > result.confusion.max() / 2 else "black",
+            )
+        ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(CLASSES)), CLASSES, fontsize=7)
+        ax.set_xlabel("predicted")
+        if ax is np.atleast_1d(axes)[0]:
+            ax.set_ylabel("actual")
+        ax.set_title(f"{result.name} (seed {result.seeds[0]}): test accuracy {result.test_runs[0]:.1%}")
+    _save(fig, path)
+
+
+def write_figures(
+    directory: Path, results: list[VariantResult], train_images: np.ndarray, train_labels: np.ndarray
+) -> None:
+    """Write the report's figures into `directory` (which must exist), under the names markdown()
+    links as figures/<name>."""
+    plot_first_image(train_images[0], int(train_labels[0]), directory / "first_image.png")
+    plot_grid(train_images[:100], train_labels[:100], directory / "first_100.png")
+    plot_validation(results, directory / "val_acc.png")
+    for result in results:
+        plot_curves(result, directory / f"curves_{result.name}.png")
+    plot_confusions(results, directory / "confusion.png")
+    plot_seeds(results, directory / "seeds.png")
