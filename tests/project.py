@@ -12,6 +12,9 @@ from typing import Any
 
 import yaml
 
+from convlab.cifar import read_archive
+from convlab.data import Prepared, normalization_stats, save_prepared, split_dataset
+
 PROJECT = Path(__file__).resolve().parents[1]
 
 
@@ -90,3 +93,15 @@ def dvc(cwd: Path, *args: str, check: bool = True, **env: str) -> subprocess.Com
 def ran_stages(output: str) -> list[str]:
     """The stages a `dvc repro` or `dvc exp run` output says it ran, in order."""
     return re.findall(r"Running stage '([^']+)'", output)
+
+
+def prepared_project(tmp_path: Path, archive: Path, **params: dict) -> Path:
+    repo = copy_project(tmp_path, {"train": {"lr": 0.01, "log_every": 10}, **params})
+    # The committed results of the real run are outputs: DVC deletes them before a stage runs.
+    for outputs in ("metrics", "plots", "report"):
+        shutil.rmtree(repo / outputs, ignore_errors=True)
+    train, val, test = split_dataset(read_archive(archive), 200)
+    save_prepared(
+        repo / "data/prepared", Prepared(train, val, test, normalization_stats(train.x, "standardize"))
+    )
+    return repo

@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from project import run
-from test_stages import prepared_project
+from project import prepared_project, run
 
 from convlab.errors import run_stage
 from convlab.params import VARIANTS

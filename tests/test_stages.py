@@ -14,26 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from project import copy_project, environment, run
+from project import copy_project, environment, prepared_project, run
 
 from convlab.checkpoint import load_models
 from convlab.cifar import file_md5, read_archive
-from convlab.data import Prepared, normalization_stats, save_prepared, split_dataset
 
 # runs.csv's columns that say how a run ran (seconds, speed), which a resumed run cannot repeat.
 TIMINGS = ("train_seconds", "wall_seconds", "images_per_second")
-
-
-def prepared_project(tmp_path: Path, archive: Path, **params: dict) -> Path:
-    repo = copy_project(tmp_path, {"train": {"lr": 0.01, "log_every": 10}, **params})
-    # The committed results of the real run are outputs: DVC deletes them before a stage runs.
-    for outputs in ("metrics", "plots", "report"):
-        shutil.rmtree(repo / outputs, ignore_errors=True)
-    train, val, test = split_dataset(read_archive(archive), 200)
-    save_prepared(
-        repo / "data/prepared", Prepared(train, val, test, normalization_stats(train.x, "standardize"))
-    )
-    return repo
 
 
 def test_download_stage_prefers_cifar10_url(tmp_path: Path, small_archive: Path) -> None:

@@ -1,5 +1,6 @@
-"""run_stage answers every expected failure in one line and exit 1, and Ctrl-C in one line and exit
-130, saying truthfully what a re-run does; anything else stays a traceback (a bug to see)."""
+"""run_stage answers every expected failure (a ConvlabError, or the system refusing a file) in one
+line and exit 1, and Ctrl-C in one line and exit 130, saying truthfully what a re-run does;
+anything else stays a traceback (a bug to see)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from project import environment
-from test_stages import prepared_project
+from project import environment, prepared_project
 
-from convlab.atomic import DiskFullError
+from convlab.atomic import WriteError
 from convlab.checkpoint import CheckpointError
 from convlab.data import DataError
-from convlab.errors import run_stage
-from convlab.inputs import DamagedInputError
+from convlab.errors import one_line, run_stage
 from convlab.params import ParamsError
+from convlab.stage_files import DamagedInputError
 
 
 def outcome(name: str, error: BaseException, capsys: pytest.CaptureFixture[str]) -> tuple[object, str]:
@@ -36,10 +36,9 @@ def outcome(name: str, error: BaseException, capsys: pytest.CaptureFixture[str])
     [
         ParamsError("train.seeds = 0 is not allowed"),
         DataError("data/prepared/val.npz is damaged (BadZipFile); run dvc repro"),
-        CheckpointError("models/baseline.pt is damaged (x); run dvc repro"),
-        DamagedInputError("metrics/test.json", "empty"),
-        DiskFullError("models/baseline.pt", "no space left on device"),
-        FileNotFoundError(errno.ENOENT, "No such file or directory", "data/prepared/test.npz"),
+        CheckpointError("models/baseline.pt", "is damaged (x)"),
+        DamagedInputError("plots/test/baseline.csv", "empty"),
+        WriteError("models/baseline.pt", "no space left on device"),
     ],
     ids=lambda e: type(e).__name__,
 )
@@ -49,6 +48,30 @@ def test_an_expected_error_is_one_line_and_exit_1(
     code, stderr = outcome("evaluate_test", error, capsys)
     assert code == 1
     assert stderr == f"evaluate_test: error: {error}\n"
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (
+            FileNotFoundError(errno.ENOENT, "No such file or directory", "data/prepared/test.npz"),
+            "No such file or directory: data/prepared/test.npz; run dvc repro to make it",
+        ),
+        (PermissionError(errno.EACCES, "Permission denied", "models"), "Permission denied: models"),
+    ],
+    ids=["missing", "permission"],
+)
+def test_a_file_the_system_refuses_is_one_line(
+    error: OSError, line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, stderr = outcome("report", error, capsys)
+    assert code == 1 and stderr == f"report: error: {line}\n"
+
+
+def test_one_line_keeps_the_first_sentence_of_long_messages() -> None:
+    error = RuntimeError("PytorchStreamReader failed. It goes on\nfor lines " + "x" * 300)
+    assert one_line(error) == "RuntimeError: PytorchStreamReader failed"
+    assert len(one_line(RuntimeError("y" * 300))) < 120
 
 
 def test_a_bug_is_not_hidden() -> None:
@@ -98,5 +121,6 @@ def test_a_real_ctrl_c_during_training(tmp_path: Path, small_archive: Path) -> N
     assert "Traceback" not in stderr
     last = stderr.replace("\r", "\n").strip().splitlines()[-1]
     assert last == "train: stopped (Ctrl-C); `dvc repro` resumes from the last finished epoch"
-    assert not (repo / "metrics").exists() and not list((repo / "models").glob("*.pt"))
+    assert not [p for p in (repo / "metrics").rglob("*") if p.is_file()]
+    assert not list((repo / "models").glob("*.pt"))
     assert not [p for p in repo.rglob(".*") if p.name.endswith(".tmp")]
