@@ -1,14 +1,16 @@
 """A variant's checkpoint holds every seed's best weights, loads without unpickling code, and never
-gives numbers once damaged: a checksum of weights and facts is checked on every load."""
+gives numbers once damaged or forged: the seal (a checksum of everything in the file) is checked on
+every load, then every run's facts and weights against what a ConvNet's run must be."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
-from convlab.checkpoint import CheckpointError, load_model, load_models, save_checkpoint
+from convlab.checkpoint import CheckpointError, load_models, load_sealed, save_checkpoint, save_sealed, seal
 from convlab.model import ConvNet
 
 
@@ -23,7 +25,7 @@ def two_runs() -> list[dict]:
 @pytest.fixture
 def saved(tmp_path: Path) -> Path:
     path = tmp_path / "v.pt"
-    save_checkpoint(path, two_runs(), variant="v")
+    save_checkpoint(path, two_runs(), "v")
     return path
 
 
@@ -53,24 +55,67 @@ def test_every_run_round_trips_in_order(saved: Path) -> None:
     loaded = load_models(saved)
     assert [info["seed"] for _, info in loaded] == [3, 4]
     assert same(loaded, runs)
-    first, info = load_model(saved)
-    assert info == {"seed": 3, "epoch": 7, "val_acc": 0.5}
-    assert torch.equal(first.fc2.weight, runs[0]["state_dict"]["fc2.weight"])
 
 
-def test_a_checkpoint_without_runs_is_refused_with_the_fix(tmp_path: Path) -> None:
-    old = tmp_path / "old.pt"
-    torch.save({"state_dict": ConvNet().state_dict(), "epoch": 3}, old)  # one model, no runs
-    assert "is damaged (not a convlab checkpoint: no runs in it)" in refused(old)
-    with pytest.raises(ValueError, match="at least one run"):
-        save_checkpoint(tmp_path / "none.pt", [])
-    assert not (tmp_path / "none.pt").exists()
+@pytest.mark.parametrize(
+    "old",
+    [
+        {"state_dict": ConvNet().state_dict(), "epoch": 3},  # one model, no runs
+        {"runs": [{"seed": 0, "epoch": 3, "state_dict": ConvNet().state_dict()}], "variant": "b"},  # no seal
+    ],
+    ids=["no-runs", "no-checksum"],
+)
+def test_a_checkpoint_of_an_older_format_is_refused(tmp_path: Path, old: dict) -> None:
+    torch.save(old, tmp_path / "old.pt")
+    assert "is not a sealed convlab file (made by an older convlab?)" in refused(tmp_path / "old.pt")
 
 
-def test_a_checkpoint_of_the_format_before_checksums_is_refused(tmp_path: Path) -> None:
-    old = tmp_path / "baseline.pt"
-    torch.save({"runs": [{"seed": 0, "epoch": 3, "state_dict": ConvNet().state_dict()}], "variant": "b"}, old)
-    assert "is an old-format checkpoint (no checksum of its weights)" in refused(old)
+def forged(path: Path, edit: Callable[[dict], object]) -> Path:
+    """The checkpoint at path with `edit` applied to its content and the seal recomputed, as someone
+    who knows the format would forge it."""
+    content = load_sealed(path)
+    edit(content)
+    save_sealed(path, content)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "what"),
+    [
+        (lambda c: c["runs"][0]["state_dict"]["fc1.weight"].fill_(float("nan")), "fc1.weight holds NaN"),
+        (lambda c: c["runs"][1]["state_dict"].pop("conv4.bias"), "run 2: its weights are not the ConvNet's"),
+        (lambda c: c["runs"][0].pop("epoch"), "run 1 is not a run record"),
+        (lambda c: c["runs"][0].update(seed="abc"), "run 1: seed 'abc' is not an integer"),
+        (lambda c: c["runs"][0].update(seed=-1), "run 1: seed -1 is not an integer"),
+        (lambda c: c["runs"][1].update(val_acc=1.5), "run 2: val_acc 1.5 is not an accuracy"),
+        (lambda c: c["runs"][1].update(seed=3), "a seed appears twice"),
+        (
+            lambda c: c["runs"][0]["state_dict"].update({"fc2.bias": torch.zeros(11)}),
+            "fc2.bias is not a float32",
+        ),
+        (lambda c: c["runs"].clear(), "not a checkpoint: expected 1 to 100 runs"),
+    ],
+    ids=[
+        "nan",
+        "missing-weight",
+        "missing-fact",
+        "seed-text",
+        "seed-negative",
+        "accuracy",
+        "seed-twice",
+        "shape",
+        "no-runs",
+    ],
+)
+def test_a_forged_checkpoint_is_refused_before_any_model_is_made(saved: Path, edit, what: str) -> None:
+    assert what in refused(forged(saved, edit))
+
+
+def test_the_seal_tells_apart_what_a_plain_encoding_would_not() -> None:
+    assert seal({"a": [1, 2]}) != seal({"a": [1], "2": []})
+    assert seal({"x": 1}) != seal({"x": True}) != seal({"x": 1.0})
+    assert seal({"t": torch.zeros(2, 3)}) != seal({"t": torch.zeros(3, 2)})
+    assert seal({"t": torch.zeros(2)}) != seal({"t": torch.zeros(2, dtype=torch.float64)[:2].float().half()})
 
 
 @pytest.mark.parametrize(
@@ -83,7 +128,7 @@ def test_a_checkpoint_of_the_format_before_checksums_is_refused(tmp_path: Path) 
         # One byte of a weight: torch's zip reader does not check CRCs, only the checksum sees it.
         (
             lambda b: b[: len(b) // 2] + bytes([b[len(b) // 2] ^ 0x01]) + b[len(b) // 2 + 1 :],
-            "its weights or facts do not match their checksum",
+            "its content does not match its checksum",
         ),
         # ~1,000 bytes altered near the start, where the pickled facts are.
         (lambda b: b[:500] + bytes(x ^ 0x5A for x in b[500:1500]) + b[1500:], "torch cannot read it"),
@@ -97,17 +142,17 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(saved: Path, damage, what: 
 
 def test_an_altered_fact_is_refused(saved: Path) -> None:
     raw = torch.load(saved, weights_only=True)
-    raw["runs"][1]["val_acc"] = 0.75  # what a changed digit in the pickle would do
+    raw["content"]["runs"][1]["val_acc"] = 0.75  # what a changed digit in the pickle would do
     torch.save(raw, saved)
-    assert "do not match their checksum" in refused(saved)
+    assert "does not match its checksum" in refused(saved)
 
 
 def test_swapped_weights_are_refused(saved: Path) -> None:
     raw = torch.load(saved, weights_only=True)
-    first, second = raw["runs"]
+    first, second = raw["content"]["runs"]
     first["state_dict"], second["state_dict"] = second["state_dict"], first["state_dict"]
     torch.save(raw, saved)
-    assert "do not match their checksum" in refused(saved)
+    assert "does not match its checksum" in refused(saved)
 
 
 def test_no_flipped_bit_outside_the_weights_gives_other_numbers(saved: Path) -> None:

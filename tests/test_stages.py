@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import torch
 from project import copy_project, environment, prepared_project, run
 
 from convlab.checkpoint import load_models
-from convlab.cifar import file_md5, read_archive
+from convlab.cifar import file_md5
 
 # runs.csv's columns that say how a run ran (seconds, speed), which a resumed run cannot repeat.
 TIMINGS = ("train_seconds", "wall_seconds", "images_per_second")

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from convlab.batches import DeviceImages
 from convlab.cifar import read_archive
 from convlab.data import normalization_stats, split_dataset
-from convlab.device_data import DeviceImages
 from convlab.params import TrainParams, VariantParams
 from convlab.runtime import resolve_runtime
-from convlab.train import DivergenceError, History, train
+from convlab.train import DivergenceError, History, Resume, train
 
 PARAMS = TrainParams(
     batch_size=32,
@@ -157,26 +157,59 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_metrics(
         if len(history.epochs) == 1:
             raise Killed
 
-    state = tmp_path / "resume.pt"
+    resume = Resume(tmp_path / "resume.pt", "k")
     with pytest.raises(Killed):
-        run(splits, variant=variant, resume_path=state, resume_key="k", on_epoch=die_after_first_epoch)
-    resumed = run(splits, variant=variant, resume_path=state, resume_key="k")
+        run(splits, variant=variant, resume=resume, on_epoch=die_after_first_epoch)
+    resumed = run(splits, variant=variant, resume=resume)
     assert resumed.resumed_from_epoch == 1
     assert curves(resumed.history) == curves(uninterrupted.history)
     assert all(torch.equal(resumed.best_state[k], uninterrupted.best_state[k]) for k in resumed.best_state)
 
 
 def test_resume_state_of_another_run_is_ignored(splits, tmp_path: Path) -> None:
-    state = tmp_path / "resume.pt"
-    run(splits, resume_path=state, resume_key="old-params")
-    fresh = run(splits, resume_path=state, resume_key="new-params")
+    run(splits, resume=Resume(tmp_path / "resume.pt", "old-params"))
+    fresh = run(splits, resume=Resume(tmp_path / "resume.pt", "new-params"))
     assert fresh.resumed_from_epoch == 0
 
 
-def test_damaged_resume_state_starts_fresh(splits, tmp_path: Path) -> None:
-    state = tmp_path / "resume.pt"
-    state.write_bytes(b"not a checkpoint")
-    assert run(splits, resume_path=state, resume_key="k").resumed_from_epoch == 0
+def flip_bits(data: bytes, start: int, mask: int) -> bytes:
+    return data[:start] + bytes(b ^ mask for b in data[start : start + 64]) + data[start + 64 :]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: b"not a checkpoint",
+        lambda data: data[: len(data) // 2],
+        # Inside the weights: low mantissa bits (other numbers) and exponent bits (NaN and huge
+        # values). torch's zip reader checks no CRC; only the seal sees either.
+        lambda data: flip_bits(data, len(data) // 2, 0x01),
+        lambda data: flip_bits(data, len(data) // 2, 0x40),
+    ],
+    ids=["garbage", "cut-short", "mantissa", "exponent"],
+)
+def test_a_damaged_resume_state_is_said_and_never_used(
+    splits, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage
+) -> None:
+    variant = dataclasses.replace(VARIANT, epochs=2)
+    clean = run(splits, variant=variant)
+    resume = Resume(tmp_path / "resume.pt", "k")
+
+    def die_after_first_epoch(history: History) -> None:
+        if len(history.epochs) == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(splits, variant=variant, resume=resume, on_epoch=die_after_first_epoch)
+    resume.path.write_bytes(damage(resume.path.read_bytes()))
+    capsys.readouterr()
+    again = run(splits, variant=variant, resume=resume)
+    assert again.resumed_from_epoch == 0  # started over, from the seed: the clean run's numbers
+    assert curves(again.history) == curves(clean.history)
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("resume:")]
+    assert (
+        len(said) == 1 and said[0].startswith(f"resume: {resume.path} ") and "this run starts over" in said[0]
+    )
 
 
 def test_batches_are_normalized_on_the_device(splits) -> None:

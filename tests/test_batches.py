@@ -9,9 +9,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from convlab.augment import draw_pixel_maps, reflect
+from convlab.batches import DeviceImages, draw_pixel_maps, reflect
 from convlab.data import Normalization, Split
-from convlab.device_data import DeviceImages
 from convlab.runtime import Runtime
 
 NORM = Normalization("standardize", (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
@@ -101,8 +100,3 @@ def test_maps_are_seeded() -> None:
 
     assert all(torch.equal(a, b) for a, b in zip(draw(3), draw(3), strict=True))
     assert not torch.equal(draw(3)[1], draw(4)[1])
-
-
-def test_padding_must_leave_a_reflection() -> None:
-    with pytest.raises(ValueError, match="reflect padding of 32"):
-        draw_pixel_maps(1, 32, 32, 32, False, torch.device("cpu"))
