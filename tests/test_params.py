@@ -6,13 +6,13 @@ import copy
 from pathlib import Path
 
 import pytest
-import yaml
 
-from convlab.params import ParamsError, load_params, parse_params
+from convlab.params import ParamsError, load_params, parse_params, read_params_file
 from convlab.runtime import resolve_device
 
 PROJECT = Path(__file__).parents[1]
-RAW = yaml.safe_load((PROJECT / "params.yaml").read_text())
+RAW = read_params_file(PROJECT / "params.yaml")
+PARAMS_TEXT = (PROJECT / "params.yaml").read_text()
 
 
 def with_value(path: str, value: object) -> dict:
@@ -65,7 +65,14 @@ BAD_VALUES = [
     ("train.batch_size", True, "expected int"),
     ("train.momentum", 1.0, "momentum in [0, 1)"),
     ("train.log_every", -1, "train.log_every"),
-    ("train.device", "tpu", "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ("train.device", "tpu", "'auto', 'cpu', 'cuda' or 'cuda:N' with N in 0..127"),
+    # What torch would read otherwise, or fail on only after the download and the split.
+    ("train.device", "cpu\n", "train.device = 'cpu\\n' is not allowed"),
+    ("train.device", " cpu", "train.device = ' cpu' is not allowed"),
+    ("train.device", "cuda:\u0663", "train.device = 'cuda:\u0663' is not allowed"),
+    ("train.device", "cuda:128", "with N in 0..127"),
+    ("train.device", "cuda:99999999999999999999", "with N in 0..127"),
+    ("train.device", "cuda:01", "with N in 0..127"),
     ("train.precision", "fp16", "'auto', 'fp32', 'bf16'"),
     ("train.compile", "yes", "'auto', 'off', 'on'"),
     ("train.channels_last", "true", "expected bool"),
@@ -77,6 +84,9 @@ BAD_VALUES = [
     ("data.val_size", 0, "data.val_size = 0"),
     ("data.normalize", "minmax", "'standardize', 'none'"),
     ("data.url", "ftp://example.org/c.tar.gz", "http://, https:// or file:// URL"),
+    ("data.url", "file://otherhost/c.tar.gz", "a file URL of this machine (file:///path)"),
+    ("data.url", "http:///c.tar.gz", "an http:// or https:// URL with a host"),
+    ("data.url", "https://example.org/a b.tar.gz", "without spaces or control characters"),
     ("data.md5", "abc", "md5"),
     ("data.content_sha256", "Z" * 64, "sha256"),
     ("train.seeds", 0, "train.seeds = 0 is not allowed: expected an integer in [1, 100]"),
@@ -173,6 +183,61 @@ def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
         load_params(bad)
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize(
+    ("written", "key", "value"),
+    [
+        # What `dvc exp run -S` writes for the spellings users type: YAML 1.2, as DVC reads it.
+        ("lr: 1e-05", "lr", 1e-05),  # -S train.lr=1e-5
+        ("lr: 0.0005", "lr", 0.0005),
+        ("lr: 5e-4", "lr", 0.0005),
+        ("lr: 1E-3", "lr", 0.001),
+        ("compile: off", "compile", "off"),  # YAML 1.1 (PyYAML) would read false
+        ("compile: on", "compile", "on"),
+        ("channels_last: true", "channels_last", True),
+        ("channels_last: false", "channels_last", False),
+    ],
+)
+def test_params_read_as_dvc_writes_them(tmp_path: Path, written: str, key: str, value: object) -> None:
+    default = {"lr": "lr: 0.001", "compile": "compile: auto", "channels_last": "channels_last: true"}[key]
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS_TEXT.replace(default, written))
+    assert getattr(load_params(path).train, key) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        (
+            "a: &a [1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b]\n",
+            "alias (*a)",
+        ),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nests deeper than 4 levels"),
+        ("seed: 0\n1: 2\n", "key '1' is not a plain string (line 2)"),
+        ("? [a, b]\n: 1\n", "is not a plain string"),
+        ("seed: 0\nseed: 1\n", "not valid YAML: found duplicate key"),
+        ("- seed\n", "holds list, not a mapping"),
+        ("", "holds NoneType, not a mapping"),
+        ("seed: 0\n" + "#" * 70_000 + "\n", "larger than 64 KiB"),
+    ],
+    ids=["alias-bomb", "deep", "int-key", "complex-key", "duplicate", "list", "empty", "huge"],
+)
+def test_what_no_params_file_needs_is_refused_in_one_line(tmp_path: Path, text: str, what: str) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert what in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_params_file_that_is_no_text_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"seed: \xff\n")
+    with pytest.raises(ParamsError, match="is not UTF-8 text"):
+        load_params(path)
+    with pytest.raises(ParamsError, match="is a folder, not a params file"):
+        load_params(tmp_path)
 
 
 def test_cuda_where_there_is_none_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
