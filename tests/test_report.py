@@ -8,10 +8,11 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 
+from convlab.figures import write_figures
 from convlab.params import TrainParams, VariantParams
-from convlab.report import NOT_THE_STUDYS, VariantResult, markdown, reference_for, write_figures
+from convlab.reference import NOT_THE_STUDYS, reference_for
+from convlab.report import VariantResult, markdown
 
 
 def variant(name: str, val: list[float], test: list[float], correct: np.ndarray) -> VariantResult:
@@ -28,7 +29,8 @@ def variant(name: str, val: list[float], test: list[float], correct: np.ndarray)
             "train_seconds": 100.0,
             "images_per_second": 4000.0,
             "runtime": "cpu fp32 NCHW",
-            "hardware": "Some CPU, 2 threads",
+            "hardware": "Some CPU",
+            "threads": 2,
         }
         for seed, acc in enumerate(val)
     ]
@@ -63,10 +65,10 @@ def correct(right: int, n: int = 1000) -> np.ndarray:
     return np.arange(n) < right
 
 
-def test_single_runs_show_their_standard_error_and_which_gaps_exceed_it() -> None:
-    # The committed study's validation accuracies. Standard errors on 1,000 images: 1.39, 1.33
-    # and 1.24 points; baseline vs dropout -3.3 +- 1.96 * 1.92 = [-7.1, +0.5]: within noise;
-    # baseline vs staged -7.1 +- 1.96 * 1.862 = [-10.7, -3.5]: larger than noise.
+def test_single_runs_read_as_means_of_one_and_are_not_judged_against_seed_noise() -> None:
+    # The earlier single-run study's accuracies: one path with the several-seed report, each cell a
+    # mean of one (no spread), no verdict (one run cannot measure the seeds' noise), the
+    # evaluation's own noise said (1.4 points on 1,000 images), McNemar on the test images.
     results = [
         variant("baseline", [0.739], [0.722], correct(722)),
         variant("dropout", [0.772], [0.747], correct(747)),
@@ -74,29 +76,27 @@ def test_single_runs_show_their_standard_error_and_which_gaps_exceed_it() -> Non
     ]
     report = markdown(results, val_size=1000, test_size=1000, normalize="standardize")
     baseline = next(cells(line) for line in report.splitlines() if line.startswith("| baseline "))
-    assert baseline[:6] == ["baseline", "0.1/0.2/0.5", "none", "20", "73.9% ± 1.4 (12)", "70.0%"]
-    assert baseline[-1] == "val 77%, test 75%"
+    assert baseline[:8] == ["baseline", "0.1/0.2/0.5", "none", "20", "1", "73.9%", "12", "72.2%"]
+    assert baseline[-2:] == ["cpu fp32 NCHW, Some CPU, 2 threads", "val 77%, test 75%"]
     assert row(report, "baseline vs dropout") == [
         "baseline vs dropout",
         "-3.3 points",
-        "[-7.1, +0.5]",
-        "within noise",
+        "not judged (one run each)",
+        "-2.5 points",
+        "not judged (one run each)",
     ]
-    assert row(report, "baseline vs staged_dropout")[1:] == [
-        "-7.1 points",
-        "[-10.7, -3.5]",
-        "**larger than noise**",
-    ]
-    assert "about 3.8 points" in report  # two single runs must differ by this much on validation
-    assert "train.seeds=5" in report  # and the way to measure the seeds' noise
+    assert "1 run per variant (seed 0)" in report and "moves about 1.4 points" in report
+    assert "train.seeds=5" in report  # the way to measure the seeds' noise
     # McNemar on the test images: 66 images only the staged model gets right, none the other way.
     mcnemar_rows = [cells(line) for line in report.splitlines() if "(5% level)" in line]
     assert ["baseline vs staged_dropout", "-6.6 points", "0", "66"] in [r[:4] for r in mcnemar_rows]
+    assert "figures/seeds.png" in report
 
 
 def test_several_seeds_give_mean_spread_and_welch_verdicts() -> None:
     # std 1 point for every variant, 3 seeds: Welch df = 4, t = 2.776, se = 0.816 points, so a
     # gap needs about 2.3 points: baseline vs dropout (-1.0) is within noise, vs staged (-7.0) not.
+    # (Equal spreads and sizes give an integer df: the intervals are those of the t table.)
     results = [
         variant("baseline", [0.73, 0.74, 0.75], [0.72, 0.73, 0.74], correct(720)),
         variant("dropout", [0.74, 0.75, 0.76], [0.73, 0.74, 0.75], correct(730)),
@@ -105,7 +105,7 @@ def test_several_seeds_give_mean_spread_and_welch_verdicts() -> None:
     report = markdown(results, val_size=1000, test_size=1000, normalize="standardize")
     # mean +- std [95% CI]: 74.0 +- 1.0 [74.0 - 2.48, 74.0 + 2.48]
     baseline = next(cells(line) for line in report.splitlines() if line.startswith("| baseline "))
-    assert baseline[4:7] == ["3", "74.0% ± 1.0 [71.5, 76.5]", "73.0% ± 1.0 [70.5, 75.5]"]
+    assert baseline[4:8] == ["3", "74.0% ± 1.0 [71.5, 76.5]", "12", "73.0% ± 1.0 [70.5, 75.5]"]
     assert row(report, "baseline vs dropout") == [
         "baseline vs dropout",
         "-1.0 points [-3.3, +1.3]",
@@ -124,9 +124,9 @@ def test_several_seeds_give_mean_spread_and_welch_verdicts() -> None:
     assert "seeds 0, 1, 2" in report
 
 
-def test_seeds_figure_only_with_several_seeds(tmp_path: Path) -> None:
+def test_the_seeds_figure_for_one_run_and_for_several(tmp_path: Path) -> None:
     images, labels = np.zeros((100, 3, 32, 32), np.uint8), np.zeros(100, np.int64)
-    for seeds, expected in ((1, False), (3, True)):
+    for seeds in (1, 3):
         directory = tmp_path / str(seeds)
         directory.mkdir()
         results = [
@@ -134,8 +134,7 @@ def test_seeds_figure_only_with_several_seeds(tmp_path: Path) -> None:
             for name in ("baseline", "dropout")
         ]
         write_figures(directory, results, images, labels)
-        assert (directory / "seeds.png").exists() is expected
-        assert ("figures/seeds.png" in markdown(results, 1000, 1000, "standardize")) is expected
+        assert (directory / "seeds.png").stat().st_size > 1000
 
 
 def test_two_far_apart_seeds_give_intervals_within_0_and_100() -> None:
@@ -163,15 +162,3 @@ def test_the_studys_figure_only_for_the_studys_settings() -> None:
     assert reference_for("staged_dropout", study, dataclasses.replace(sgd, lr=0.01)) == NOT_THE_STUDYS
     assert reference_for("baseline", VariantParams(20, 0.0, 0.0, 0.0), sgd) == "val close to 70%"
     assert reference_for("baseline", VariantParams(3, 0.0, 0.0, 0.0), sgd) == NOT_THE_STUDYS
-
-
-def test_mismatched_runs_are_refused() -> None:
-    with pytest.raises(ValueError, match="2 training runs but 1 test results"):
-        variant("baseline", [0.7, 0.71], [0.7], correct(700))
-    with pytest.raises(ValueError, match="different numbers of seeds"):
-        markdown(
-            [variant("a", [0.7], [0.7], correct(700)), variant("b", [0.7, 0.8], [0.7, 0.8], correct(700))],
-            1000,
-            1000,
-            "none",
-        )
