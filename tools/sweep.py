@@ -137,7 +137,8 @@ def _metrics(files: Mapping[str, Any]) -> dict[str, float]:
         for accuracy in ACCURACIES:
             name = accuracy.metric.column(variant)
             file, _, keys = name.partition(":")
-            value: Any = (files.get(file) or {}).get("data") if isinstance(files.get(file), dict) else None
+            entry = files.get(file)
+            value: Any = entry.get("data") if isinstance(entry, dict) else None
             for key in keys.split("."):
                 value = value.get(key) if isinstance(value, dict) else None
             if isinstance(value, (int, float)) and not isinstance(value, bool):
