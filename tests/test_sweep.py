@@ -130,6 +130,10 @@ def test_a_sweep_after_the_quick_path_is_tabled_and_says_what_it_held_fixed() ->
     result = table([commit(quick, seeds=5)], "dropout.fc")
     assert listed(result.frame, "experiment") == [("quick",), ("q2",), ("q3",)]
     assert result.notes == ["Held fixed: train.seeds=1."]
+    fig, ax = plt.subplots()
+    sweep.draw(ax, result)
+    assert ax.get_title() == "accuracy against dropout.fc\nHeld fixed: train.seeds=1."  # the plot says it too
+    plt.close(fig)
 
 
 def test_the_tuned_grid_is_tabled_as_run() -> None:

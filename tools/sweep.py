@@ -328,7 +328,8 @@ class SweepTable:
     param: str
     by: list[str]
     variants: list[str]
-    frame: pd.DataFrame  # param, *by, experiment, "<variant> <kind>" and its " std" (NaN: one seed)
+    # param, *by, experiment, "<variant> <kind>" and its " std" (NaN: one seed, or runs not read)
+    frame: pd.DataFrame
     notes: list[str]
 
 
@@ -436,7 +437,7 @@ def draw(ax: Any, table: SweepTable) -> None:
     ax.set_xlabel(param)
     ax.set_ylabel("accuracy")
     fixed = [n for n in table.notes if n.startswith("Held fixed: ")]
-    ax.set_title(f"accuracy against {param}" + (f"\n{fixed[0][:-1].lower()}" if fixed else ""), fontsize=9)
+    ax.set_title(f"accuracy against {param}" + (f"\n{fixed[0]}" if fixed else ""), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
 
