@@ -237,6 +237,10 @@ def experiments_shown(repo: Path) -> dict[str, dict]:
     return {rev["name"]: rev for row in shown for e in row["experiments"] or [] for rev in e["revs"]}
 
 
+def param(experiment: dict, section: str, key: str) -> object:
+    return experiment["data"]["params"]["params.yaml"]["data"][section][key]
+
+
 def table_rows(text: str) -> list[list[str]]:
     """The rows of tools/sweep.py's Markdown table (header, separator and caption left out)."""
     return [
@@ -271,21 +275,16 @@ def test_a_sweep_queued_after_the_quick_path_is_tabled(
     assert status.count("Success") == 3, status
 
     exps = experiments_shown(study)
-    assert len(exps) == 4 and all(
-        e["data"]["params"]["params.yaml"]["data"]["train"]["seeds"] == 1 for e in exps.values()
-    )
+    assert len(exps) == 4 and all(param(e, "train", "seeds") == 1 for e in exps.values())
     out = tmp_path / "sweep"
     result = run(study, sys.executable, "tools/sweep.py", "dropout.fc", "--out", str(out))
     text = (out / "dropout.fc.md").read_text()
     assert text in result.stdout
-    swept = {name: e for name, e in exps.items() if name != "pool"}
     expected = []
-    for name, e in sorted(
-        swept.items(), key=lambda item: item[1]["data"]["params"]["params.yaml"]["data"]["dropout"]["fc"]
-    ):
-        fc = e["data"]["params"]["params.yaml"]["data"]["dropout"]["fc"]
+    for name, e in sorted(exps.items(), key=lambda item: param(item[1], "dropout", "fc")):
         val, test = (shown_metric(e["data"], metric, "dropout") for metric in (VAL_METRIC, TEST_METRIC))
-        expected.append([str(fc), name, f"{100 * val:.1f}%", f"{100 * test:.1f}%"])
+        if name != "pool":
+            expected.append([str(param(e, "dropout", "fc")), name, f"{100 * val:.1f}%", f"{100 * test:.1f}%"])
     assert table_rows(text) == expected
     assert [row[0] for row in expected] == ["0.1", "0.2", "0.4"]
     assert "Held fixed: dropout.pool1=0.1, train.seeds=1." in text
