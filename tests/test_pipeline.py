@@ -1,28 +1,42 @@
-"""The real `dvc repro` on a small archive served over loopback HTTP, then a `dvc exp run` variation."""
+"""The real `dvc repro` on a small archive served over loopback HTTP, then `dvc exp run` variations."""
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from loopback import LoopbackServer
 from project import copy_project, dvc, git, ran_stages, run
 
 from convlab.cifar import file_md5
+from convlab.params import VARIANTS
+from convlab.stage_files import RUNS, TEST_METRIC, TESTS, VAL_METRIC, Metric
 from convlab.synthetic import write_archive
 
 pytestmark = pytest.mark.slow
 
-STAGES = [
-    "download", "split", "train_baseline", "train_dropout", "train_staged_dropout",
-    "evaluate_test", "report",
-]  # fmt: skip
-VARIANTS = ["baseline", "dropout", "staged_dropout"]
+TRAIN = [f"train_{v}" for v in VARIANTS]
+EVALUATE = [f"evaluate_test@{v}" for v in VARIANTS]
+STAGES = ["download", "split", *TRAIN, *EVALUATE, "report"]
+
+
+def shown_metric(data: dict[str, Any], metric: Metric, variant: str) -> Any:
+    """A metric in `dvc exp show --json` data, found by the name Metric.column() gives it (the name
+    tools/sweep.py reads): file, then the key path."""
+    file, _, keys = metric.column(variant).partition(":")
+    value = data["metrics"][file]["data"]
+    for key in keys.split("."):
+        value = value[key]
+    return value
+
+
+def column(repo: Path, path: Path, name: str) -> list[float]:
+    return [float(row[name]) for row in csv.DictReader((repo / path).open())]
 
 
 def git_status(repo: Path) -> str:
@@ -53,28 +67,25 @@ def test_repro_then_experiment(tmp_path: Path) -> None:
     assert stats["sizes"] == {"train": 1300, "val": 200, "test": 500}
     for variant in VARIANTS:
         assert (repo / f"models/{variant}.pt").stat().st_size > 3_000_000
-        metrics = json.loads((repo / f"metrics/train_{variant}.json").read_text())
-        # Only what compares runs, all numbers: no timings, no runtime strings (those are in runs.csv).
-        assert set(metrics) == {
-            "seeds", "best_val_acc", "best_epoch", "final_val_acc", "final_val_loss",
-            "final_train_acc", "final_train_loss",
-        }  # fmt: skip
-        assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in metrics.values())
-        assert 1 <= metrics["best_epoch"] <= 3
-        assert metrics["best_val_acc"] > 0.3, f"{variant} did not learn: {metrics}"
-        (run_row,) = csv.DictReader((repo / f"plots/train_{variant}/runs.csv").open())
+        # Narrow metrics: one number per file, the mean over the seeds, named <variant>.<key> so that
+        # `dvc exp show` has one column each; every run is in the plots.
+        val = json.loads((repo / VAL_METRIC.path(variant)).read_text())
+        assert list(val) == [variant] and list(val[variant]) == ["val"]
+        assert val[variant]["val"] == pytest.approx(column(repo, RUNS.path(variant), "best_val_acc")[0])
+        assert val[variant]["val"] > 0.3, f"{variant} did not learn: {val}"
+        test = json.loads((repo / TEST_METRIC.path(variant)).read_text())
+        assert test == {variant: {"test": column(repo, TESTS.path(variant), "test_acc")[0]}}
+        assert test[variant]["test"] > 0.3
+        (run_row,) = csv.DictReader((repo / RUNS.path(variant)).open())
+        assert 1 <= int(run_row["best_epoch"]) <= 3
         assert float(run_row["images_per_second"]) > 0 and float(run_row["wall_seconds"]) > 0
         assert run_row["runtime"].startswith("cpu ") and run_row["precision_reason"] and run_row["hardware"]
         epochs = (repo / f"plots/train_{variant}/epochs.csv").read_text().splitlines()
         assert epochs[0] == "epoch,train_loss,train_acc,val_loss,val_acc,seconds" and len(epochs) == 4
+        (tested,) = csv.DictReader((repo / TESTS.path(variant)).open())
+        assert tested["seed"] == "0"
         confusion = (repo / f"plots/confusion/{variant}.csv").read_text().splitlines()
         assert confusion[0] == "actual,predicted" and len(confusion) == 501
-    test = json.loads((repo / "metrics/test.json").read_text())
-    assert all(test[v]["test_acc"] > 0.3 for v in VARIANTS)
-    assert set(test["baseline"]) == {"seeds", "test_acc", "test_loss"}
-    for variant in VARIANTS:
-        (tested,) = csv.DictReader((repo / f"plots/test/{variant}.csv").open())
-        assert tested["seed"] == "0" and float(tested["test_acc"]) == test[variant]["test_acc"]
     report = (repo / "report/report.md").read_text()
     assert "| staged_dropout |" in report and "| cat |" in report  # results and per-class tables
     figures = re.findall(r"\]\(([^)]+\.png)\)", report)
@@ -90,10 +101,11 @@ def test_repro_then_experiment(tmp_path: Path) -> None:
 
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "results")
-    # The archive source is gone: a variation must not need the download again.
+    # The archive source is gone: a variation must not need the download again. One variant's
+    # param re-runs that variant's training and test, and the report, nothing else.
     shutil.rmtree(tmp_path / "served")
     result = dvc(repo, "exp", "run", "-S", "dropout.fc=0.3")
-    assert ran_stages(result.stdout) == ["train_dropout", "evaluate_test", "report"]
+    assert ran_stages(result.stdout) == ["train_dropout", "evaluate_test@dropout", "report"]
 
     shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)
     experiments = [
@@ -101,39 +113,28 @@ def test_repro_then_experiment(tmp_path: Path) -> None:
     ]
     changed = [e for e in experiments if e["data"]["params"]["params.yaml"]["data"]["dropout"]["fc"] == 0.3]
     assert len(changed) == 1, json.dumps(shown)[:3000]
-    metrics = changed[0]["data"]["metrics"]
-    assert metrics["metrics/train_dropout.json"]["data"]["best_val_acc"] > 0.3
-    assert 0 < metrics["metrics/test.json"]["data"]["dropout"]["test_acc"] <= 1
-    assert "metrics/train_baseline.json" in metrics
+    data = changed[0]["data"]
+    assert shown_metric(data, VAL_METRIC, "dropout") > 0.3
+    assert 0 < shown_metric(data, TEST_METRIC, "dropout") <= 1
+    # The variants that did not re-run keep the committed numbers.
+    committed = json.loads((repo / VAL_METRIC.path("baseline")).read_text())["baseline"]["val"]
+    assert shown_metric(data, VAL_METRIC, "baseline") == committed
 
-    # Several seeds and an augmented variant: every variant retrains, and the metrics and the
-    # report carry each one's spread instead of a single run.
-    result = dvc(
-        repo,
-        "exp",
-        "run",
-        "-S",
-        "train.seeds=2",
-        "-S",
-        "staged_dropout.crop_padding=2",
-        "-S",
-        "staged_dropout.flip=true",
-    )
-    assert sorted(ran_stages(result.stdout)) == sorted(STAGES[2:])
-    test = json.loads((repo / "metrics/test.json").read_text())
+    # Several seeds and an augmented variant: every variant retrains; each metric is the mean of
+    # the seeds, whose runs the plots and the report carry. One epoch each: learning was shown above.
+    one_epoch = [f"{variant}.epochs=1" for variant in VARIANTS]
+    augmented = ["staged_dropout.crop_padding=2", "staged_dropout.flip=true"]
+    settings = [arg for value in ["train.seeds=2", *augmented, *one_epoch] for arg in ("-S", value)]
+    result = dvc(repo, "exp", "run", *settings)
+    assert sorted(ran_stages(result.stdout)) == sorted(TRAIN + EVALUATE + ["report"])
     for variant in VARIANTS:
-        metrics = json.loads((repo / f"metrics/train_{variant}.json").read_text())
-        assert metrics["seeds"] == 2 and {"best_val_acc_std", "best_val_acc_ci95_low"} <= set(metrics)
-        assert len((repo / f"plots/train_{variant}/runs.csv").read_text().splitlines()) == 3
-        assert [row["seed"] for row in csv.DictReader((repo / f"plots/test/{variant}.csv").open())] == [
-            "0",
-            "1",
-        ]
-        assert (
-            test[variant]["test_acc_ci95_low"]
-            <= test[variant]["test_acc"]
-            <= test[variant]["test_acc_ci95_high"]
-        )
+        runs = column(repo, RUNS.path(variant), "best_val_acc")
+        tests = column(repo, TESTS.path(variant), "test_acc")
+        assert len(runs) == len(tests) == 2
+        assert [row["seed"] for row in csv.DictReader((repo / TESTS.path(variant)).open())] == ["0", "1"]
+        val = json.loads((repo / VAL_METRIC.path(variant)).read_text())[variant]["val"]
+        test = json.loads((repo / TEST_METRIC.path(variant)).read_text())[variant]["test"]
+        assert val == pytest.approx(sum(runs) / 2) and test == pytest.approx(sum(tests) / 2)
     report = (repo / "report/report.md").read_text()
-    assert "Welch" in report and "| staged_dropout | 0.1/0.2/0.5 | crop (pad 2) + flip | 3 | 2 |" in report
+    assert "Welch" in report and "| staged_dropout | 0.1/0.2/0.5 | crop (pad 2) + flip | 1 | 2 |" in report
     assert (repo / "report/figures/seeds.png").stat().st_size > 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -14,12 +15,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from project import copy_project, dvc, git, ran_stages, run
+from project import PROJECT, copy_project, dvc, git, ran_stages, run
 
 from convlab.cifar import file_md5
+from convlab.stage_files import TEST_METRIC, VAL_METRIC, Metric
 from convlab.synthetic import write_archive
 
 pytestmark = pytest.mark.slow
+
+SPEC = importlib.util.spec_from_file_location("sweep", PROJECT / "tools" / "sweep.py")
+sweep = importlib.util.module_from_spec(SPEC)  # type: ignore[arg-type]
+sys.modules["sweep"] = sweep  # its dataclasses look their module up while it loads
+SPEC.loader.exec_module(sweep)  # type: ignore[union-attr]
+
+# What `dvc exp run -S dropout.fc=...` runs where the other variants' results are the committed ones.
+DROPOUT_ONLY = ["train_dropout", "evaluate_test@dropout", "report"]
 
 OUTPUTS = [
     "data/raw/cifar-10-python.tar.gz",
@@ -107,7 +117,7 @@ def results(repo: Path) -> dict[str, bytes]:
     }
 
 
-def set_param(repo: Path, section: str, key: str, value: float) -> None:
+def set_param(repo: Path, section: str, key: str, value: object) -> None:
     raw = yaml.safe_load((repo / "params.yaml").read_text())
     raw[section][key] = value
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -116,12 +126,12 @@ def set_param(repo: Path, section: str, key: str, value: float) -> None:
 def test_returning_to_earlier_params_restores_every_stage_from_the_run_cache(reproduced: Path) -> None:
     committed = results(reproduced)
     other = dvc(reproduced, "exp", "run", "-S", "dropout.fc=0.3")
-    assert ran_stages(other.stdout) == ["train_dropout", "evaluate_test", "report"]
+    assert ran_stages(other.stdout) == DROPOUT_ONLY
     assert results(reproduced) != committed
     # Back to the committed value: every stage that re-ran is restored, none trains again.
     again = dvc(reproduced, "exp", "run", "-S", "dropout.fc=0.1")
     assert ran_stages(again.stdout) == [], again.stdout
-    for stage in ("train_dropout", "evaluate_test", "report"):
+    for stage in DROPOUT_ONLY:
         assert f"Stage '{stage}' is cached - skipping run" in again.stdout, again.stdout
     assert results(reproduced) == committed
 
@@ -212,31 +222,82 @@ def wait_for_queue(repo: Path, timeout: float = 600) -> str:
     raise AssertionError(f"queue did not finish in {timeout} s:\n{status}")
 
 
-def test_queued_sweep_with_two_workers_and_its_table(reproduced: Path, tmp_path: Path) -> None:
-    dvc(reproduced, "exp", "run", "--queue", "-S", "dropout.fc=0.2,0.4")
+def shown_metric(data: dict, metric: Metric, variant: str) -> float:
+    """A metric in `dvc exp show --json` data, by the name Metric.column() gives it: file, key path."""
+    file, _, keys = metric.column(variant).partition(":")
+    value = data["metrics"][file]["data"]
+    for key in keys.split("."):
+        value = value[key]
+    return value
+
+
+def experiments_shown(repo: Path) -> dict[str, dict]:
+    """Every experiment of HEAD in `dvc exp show --json`, by name: its rev and data."""
+    shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)
+    return {rev["name"]: rev for row in shown for e in row["experiments"] or [] for rev in e["revs"]}
+
+
+def param(experiment: dict, section: str, key: str) -> object:
+    return experiment["data"]["params"]["params.yaml"]["data"][section][key]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The rows of tools/sweep.py's Markdown table (header, separator and caption left out)."""
+    return [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in text.split("\n\n")[0].splitlines()[2:]
+    ]
+
+
+def test_a_sweep_queued_after_the_quick_path_is_tabled(
+    reproduced: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: the quick path (`dvc exp run -S train.seeds=1` on a study of more seeds), then sweeps
+    queued from that workspace and run by two workers. tools/sweep.py tables the quick run and the
+    points that differ from it only in dropout.fc, although every one of them changed train.seeds
+    too, and leaves out the point that also changed dropout.pool1, saying what it held fixed."""
+    study = clone(reproduced, tmp_path / "study")
+    # The fixture's outputs from its cache: the clone's quick path restores them, training nothing.
+    dvc(study, "cache", "dir", "--local", str(reproduced / ".dvc" / "cache"))
+    dvc(study, "checkout")
+    set_param(study, "train", "seeds", 2)  # the committed study runs two seeds per variant
+    git(study, "commit", "-q", "-am", "a study of two seeds")
+    quick = dvc(study, "exp", "run", "-n", "quick", "-S", "train.seeds=1")
+    assert ran_stages(quick.stdout) == [], quick.stdout  # the fixture's study is the one-seed run
+    dvc(study, "exp", "run", "--queue", "-S", "dropout.fc=0.2,0.4")
+    dvc(study, "exp", "run", "--queue", "-n", "pool", "-S", "dropout.fc=0.2", "-S", "dropout.pool1=0.2")
     try:
-        dvc(reproduced, "queue", "start", "-j", "2")
-        status = wait_for_queue(reproduced)
+        dvc(study, "queue", "start", "-j", "2", OMP_NUM_THREADS="1")  # one core each (README)
+        status = wait_for_queue(study)
     finally:
-        dvc(reproduced, "queue", "stop", "--kill", check=False)
-        stop_processes_in(reproduced)
-    assert status.count("Success") == 2, status
+        dvc(study, "queue", "stop", "--kill", check=False)
+        stop_processes_in(study)
+    assert status.count("Success") == 3, status
 
-    shown = json.loads(dvc(reproduced, "exp", "show", "--json").stdout)
-    runs = [rev for row in shown for exp in (row.get("experiments") or []) for rev in exp["revs"]]
-    # The fixture's repository also holds the experiments of the tests before this one.
-    runs = [r for r in runs if r["data"]["params"]["params.yaml"]["data"]["dropout"]["fc"] in (0.2, 0.4)]
-    values = sorted(r["data"]["params"]["params.yaml"]["data"]["dropout"]["fc"] for r in runs)
-    assert values == [0.2, 0.4]
-    for r in runs:
-        assert r["data"]["metrics"]["metrics/train_dropout.json"]["data"]["best_val_acc"] > 0
-
+    exps = experiments_shown(study)
+    assert len(exps) == 4 and all(param(e, "train", "seeds") == 1 for e in exps.values())
     out = tmp_path / "sweep"
-    result = run(reproduced, sys.executable, "tools/sweep.py", "dropout.fc", "--out", str(out))
-    table = (out / "dropout.fc.md").read_text()
-    assert re.search(r"^\| 0\.2 \|", table, re.M) and re.search(r"^\| 0\.4 \|", table, re.M)
+    result = run(study, sys.executable, "tools/sweep.py", "dropout.fc", "--out", str(out))
+    text = (out / "dropout.fc.md").read_text()
+    assert text in result.stdout
+    expected = []
+    for name, e in sorted(exps.items(), key=lambda item: param(item[1], "dropout", "fc")):
+        val, test = (shown_metric(e["data"], metric, "dropout") for metric in (VAL_METRIC, TEST_METRIC))
+        if name != "pool":
+            expected.append([str(param(e, "dropout", "fc")), name, f"{100 * val:.1f}%", f"{100 * test:.1f}%"])
+    assert table_rows(text) == expected
+    assert [row[0] for row in expected] == ["0.1", "0.2", "0.4"]
+    assert "Held fixed: dropout.pool1=0.1, train.seeds=1." in text
+    assert "Left out, differing in more than dropout.fc: dropout.pool1=0.2 (pool)." in text
     assert (out / "dropout.fc.png").stat().st_size > 1000
-    assert "| 0.2 |" in result.stdout
+
+    # Where an experiment ran several seeds, ± comes from the runs its commit holds: each
+    # experiment's rev has them, and they agree with the metric dvc exp show gives.
+    monkeypatch.chdir(study)
+    for name, e in exps.items():
+        for accuracy in sweep.ACCURACIES:
+            runs = sweep.git_runs(e["rev"], "dropout", accuracy)
+            assert runs == [pytest.approx(shown_metric(e["data"], accuracy.metric, "dropout"))], name
 
 
 def team_remotes(reproduced: Path, tmp_path: Path) -> Path:
@@ -261,7 +322,7 @@ def run_and_push(origin: Path, machine: Path, name: str, fc: float) -> None:
     clone(origin, machine)
     dvc(machine, "pull")  # data and the committed models: only the swept variant trains
     ran = dvc(machine, "exp", "run", "-n", name, "-S", f"dropout.fc={fc}")
-    assert ran_stages(ran.stdout) == ["train_dropout", "evaluate_test", "report"], ran.stdout
+    assert ran_stages(ran.stdout) == DROPOUT_ONLY, ran.stdout
     pushed = dvc(machine, "exp", "push", "origin")  # every experiment of HEAD; no name needed
     assert f"Pushed experiment {name}" in pushed.stdout, pushed.stdout
 
@@ -287,8 +348,52 @@ def test_one_sweep_over_several_machines(reproduced: Path, tmp_path: Path) -> No
     run(reader, sys.executable, "tools/sweep.py", "dropout.fc", "--out", str(out))
     expected = []
     for name, fc in values.items():
-        metrics = exps[name]["metrics"]
-        val = metrics["metrics/train_dropout.json"]["data"]["best_val_acc"]
-        test = metrics["metrics/test.json"]["data"]["dropout"]["test_acc"]
+        val, test = (shown_metric(exps[name], metric, "dropout") for metric in (VAL_METRIC, TEST_METRIC))
         expected.append(f"| {fc} | {name} | {100 * val:.1f}% | {100 * test:.1f}% |")
-    assert (out / "dropout.fc.md").read_text().splitlines()[2:] == expected
+    table, caption = (out / "dropout.fc.md").read_text().split("\n\n")
+    assert table.splitlines()[2:] == expected
+    assert "Held fixed" not in caption and "Left out" not in caption  # the machines ran one sweep
+
+
+def test_a_fresh_clone_retrains_only_the_changed_variant(reproduced: Path, tmp_path: Path) -> None:
+    """Issue 20 item 6, the README's recipe for a clone with no DVC remote and no cache: the data
+    stages first, then `--allow-missing`, and only the changed variant trains. Then the two
+    restores: after a refused param, and back to HEAD."""
+    fresh = clone(reproduced, tmp_path / "fresh")
+    # data.url is a file here; offline, CIFAR10_URL=file:///... points the download at a copy.
+    data = dvc(fresh, "repro", "split")
+    assert ran_stages(data.stdout) == ["download", "split"]
+    assert run(fresh, "git", "status", "--porcelain").stdout == ""  # the committed data, exactly
+    ran = dvc(fresh, "exp", "run", "--allow-missing", "-S", "dropout.fc=0.5")
+    assert ran_stages(ran.stdout) == DROPOUT_ONLY, ran.stdout
+    assert not (fresh / "models/baseline.pt").exists()  # the other variants keep the committed results
+    for variant in ("baseline", "staged_dropout"):
+        for metric in (VAL_METRIC, TEST_METRIC):
+            assert (fresh / metric.path(variant)).read_bytes() == (
+                reproduced / metric.path(variant)
+            ).read_bytes()
+    made = results(fresh)
+
+    # A refused param: DVC deletes the stage's outputs before the stage refuses it. Putting the param
+    # back and reproducing that stage restores them from the run cache; --allow-missing would not
+    # (it skips a stage whose outputs are all that is missing).
+    refused = dvc(fresh, "exp", "run", "--allow-missing", "-S", "dropout.fc=1.5", check=False)
+    assert refused.returncode != 0 and "dropout.fc = 1.5 is not allowed" in refused.stderr + refused.stdout
+    assert not (fresh / "models/dropout.pt").exists() and not (fresh / VAL_METRIC.path("dropout")).exists()
+    set_param(fresh, "dropout", "fc", 0.5)
+    restored = dvc(fresh, "repro", "train_dropout")
+    assert ran_stages(restored.stdout) == [], restored.stdout
+    assert "Stage 'train_dropout' is cached - skipping run" in restored.stdout
+    assert results(fresh) == made
+
+    # Back to HEAD: `git checkout params.yaml` alone leaves the experiment's dvc.lock, results and
+    # models, so `dvc checkout` would change nothing and the next experiment would re-train dropout
+    # at HEAD's params. Checking out the results too puts HEAD's back; the models HEAD names were
+    # never in this clone's cache, so `dvc checkout` says so (a remote's `dvc pull` would fetch them).
+    run(fresh, "git", "checkout", "--", "params.yaml", "dvc.lock", "metrics", "plots", "report")
+    checkout = dvc(fresh, "checkout", check=False)
+    assert checkout.returncode != 0 and "models/dropout.pt" in checkout.stderr + checkout.stdout
+    assert run(fresh, "git", "status", "--porcelain").stdout == ""
+    assert not (fresh / "models/dropout.pt").exists()  # the experiment's model: not HEAD's
+    status = dvc(fresh, "status", "--json").stdout
+    assert "modified" not in status and "params.yaml" not in status, status  # only missing models
