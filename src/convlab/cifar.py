@@ -449,8 +449,8 @@ class _Gunzip:
     """gzip's decompressed stream whose every failure is an ArchiveError (tarfile would turn zlib's
     into a ReadError that blames the tar), and stays one: reading again raises it again."""
 
-    def __init__(self, stream: gzip.GzipFile, path: Path) -> None:
-        self.stream, self.path = stream, path
+    def __init__(self, stream: gzip.GzipFile, name: str) -> None:
+        self.stream, self.name = stream, name
         self.failure: ArchiveError | None = None
 
     def read(self, size: int) -> bytes:
@@ -460,53 +460,58 @@ class _Gunzip:
             try:
                 return self.stream.read(size)
             except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as err:
-                self.failure = ArchiveError(f"{self.path} is truncated or corrupt ({one_line(err)})")
+                self.failure = ArchiveError(f"{self.name} is truncated or corrupt ({one_line(err)})")
         raise self.failure
 
 
-def _too_big(path: Path, what: str, limit: int) -> Callable[[], ArchiveError]:
+def _too_big(name: str, what: str, limit: int) -> Callable[[], ArchiveError]:
     def error() -> ArchiveError:
         return ArchiveError(
-            f"{path} {what} more than {size_text(limit)}, the limit for a CIFAR-10 archive "
+            f"{name} {what} more than {size_text(limit)}, the limit for a CIFAR-10 archive "
             f"(the official one is {size_text(CIFAR10_ARCHIVE_BYTES)}, its tar 178 MiB)"
         )
 
     return error
 
 
-def _read_members(path: Path, limits: ArchiveLimits) -> dict[str, bytes]:
+def _read_members(path: Path, limits: ArchiveLimits, name: str) -> dict[str, bytes]:
     with open_regular(path) as handle:
         size = os.fstat(handle.fileno()).st_size
         if size > limits.archive_bytes:
-            raise _too_big(path, f"is {size_text(size)},", limits.archive_bytes)()
+            raise _too_big(name, f"is {size_text(size)},", limits.archive_bytes)()
         if handle.read(2) != b"\x1f\x8b":
             # What the file does hold is not quoted: it may be anything on this machine.
             raise ArchiveError(
-                f"{path} is not a gzip archive (it does not start with gzip's bytes 1f 8b); "
+                f"{name} is not a gzip archive (it does not start with gzip's bytes 1f 8b); "
                 "was an error page or an empty file saved instead?"
             )
         handle.seek(0)
         # The file may grow while it is read: its bytes are bounded as they come, too.
         compressed = BoundedReader(
-            handle, limits.archive_bytes, _too_big(path, "grew to", limits.archive_bytes)
+            handle, limits.archive_bytes, _too_big(name, "grew to", limits.archive_bytes)
         )
         with gzip.GzipFile(fileobj=compressed, mode="rb") as unzipped:  # type: ignore[arg-type]
             tar = BoundedReader(
-                _Gunzip(unzipped, path),  # type: ignore[arg-type]
+                _Gunzip(unzipped, name),  # type: ignore[arg-type]
                 limits.tar_bytes,
-                _too_big(path, "decompresses to", limits.tar_bytes),
+                _too_big(name, "decompresses to", limits.tar_bytes),
             )
             try:
-                members = _tar_members(tar, path, limits)
-            except ArchiveError:
+                members = _tar_members(tar, name, limits)
+            except ArchiveError as err:
                 # Corruption anywhere (gzip's CRC and length are checked at its end) explains a
-                # strange tar better than the tar's own complaint: the stream's error comes first.
-                _drain(tar)
-                raise
+                # strange tar better than the tar's own complaint: the stream's error comes first,
+                # unless it is only that the rest is longer than the limit.
+                try:
+                    _drain(tar)
+                except ArchiveError as stream_error:
+                    if tar.count <= tar.limit:
+                        raise stream_error from None
+                raise err
             _drain(tar)
     missing = [m for m in REQUIRED_MEMBERS if m not in members]
     if missing:
-        raise ArchiveError(f"{path} lacks {', '.join(missing)}: not a complete CIFAR-10 archive")
+        raise ArchiveError(f"{name} lacks {', '.join(missing)}: not a complete CIFAR-10 archive")
     return members
 
 
@@ -516,7 +521,7 @@ def _drain(stream: BoundedReader) -> None:
         pass
 
 
-def _tar_members(stream: BoundedReader, path: Path, limits: ArchiveLimits) -> dict[str, bytes]:
+def _tar_members(stream: BoundedReader, archive: str, limits: ArchiveLimits) -> dict[str, bytes]:
     members: dict[str, bytes] = {}
     try:
         # "r|": a stream read once, front to back, never sought; nothing is read ahead of the checks.
@@ -536,9 +541,9 @@ def _tar_members(stream: BoundedReader, path: Path, limits: ArchiveLimits) -> di
                 assert handle is not None  # regular files always have contents
                 members[name] = handle.read(info.size)
                 if len(members[name]) != info.size:
-                    raise ArchiveError(f"{path} is truncated: {name} ends early")
+                    raise ArchiveError(f"{archive} is truncated: {name} ends early")
     except tarfile.TarError as err:
-        raise ArchiveError(f"{path} is not a valid tar archive ({one_line(err)})") from None
+        raise ArchiveError(f"{archive} is not a valid tar archive ({one_line(err)})") from None
     return members
 
 
@@ -587,10 +592,13 @@ def _labels(labels: object, count: int, member: str) -> np.ndarray:
     return np.asarray(values, dtype=np.uint8)
 
 
-def read_archive(path: str | Path, limits: ArchiveLimits = ARCHIVE_LIMITS) -> Cifar10:
+def read_archive(
+    path: str | Path, limits: ArchiveLimits = ARCHIVE_LIMITS, name: str | None = None
+) -> Cifar10:
     """Read and check a cifar-10-python.tar.gz; raise ArchiveError on anything unexpected or over
-    `limits`, OSError if path is not a regular file that can be read."""
-    members = _read_members(Path(path), limits)
+    `limits`, OSError if path is not a regular file that can be read. Messages call the archive
+    `name` (the URL it came from, say), by default its path."""
+    members = _read_members(Path(path), limits, str(path) if name is None else name)
     _check_classes(_unpickle(members.pop(META), META, limits))
     # Each member's bytes are let go once its arrays are built (they keep only what they need).
     train = [_batch_arrays(_unpickle(members.pop(m), m, limits), m) for m in TRAIN_BATCHES]

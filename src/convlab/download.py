@@ -303,15 +303,19 @@ def _fetch_http(url: str, target: BinaryIO, clock: _Clock, attempts: int, backof
 
 
 def verify(
-    path: str | Path, md5: str, content_sha256: str, limits: ArchiveLimits = ARCHIVE_LIMITS
+    path: str | Path,
+    md5: str,
+    content_sha256: str,
+    limits: ArchiveLimits = ARCHIVE_LIMITS,
+    name: str | None = None,
 ) -> Verified:
     """Accept the archive when its md5 or its content checksum is the expected one; the content is
-    read (within limits) only when the md5 differs."""
+    read (within limits) only when the md5 differs. Messages call the archive `name` (default: path)."""
     actual_md5 = file_md5(path)
     if actual_md5 == md5:
         return Verified(md5=actual_md5, content_sha256=None, matched="md5")
     try:
-        content = read_archive(path, limits).content_sha256()
+        content = read_archive(path, limits, name).content_sha256()
     except ArchiveError as err:
         raise DownloadError(f"md5 {actual_md5} is not the expected {md5}, and {err}") from None
     if content != content_sha256:
@@ -371,7 +375,7 @@ def download(
                 raise DownloadError(f"cannot write {destination}: {err}") from None
             if os.path.getsize(tmp) == 0:
                 raise DownloadError(f"{url} served an empty file")
-            verified = verify(tmp, md5, content_sha256, limits)
+            verified = verify(tmp, md5, content_sha256, limits, name=url)  # not the temp file's name
             os.replace(tmp, destination)
             return verified
     finally:
