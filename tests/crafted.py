@@ -5,7 +5,6 @@ cost to read without bounds is in its docstring."""
 from __future__ import annotations
 
 import gzip
-import io
 import struct
 import tarfile
 from pathlib import Path
@@ -83,27 +82,3 @@ def _binput(index: int) -> bytes:
 
 def _binget(index: int) -> bytes:
     return b"j" + struct.pack("<I", index)  # LONG_BINGET
-
-
-def tar_bytes(path: Path) -> bytes:
-    """The tar inside a .tar.gz, for tests that edit it."""
-    return gzip.decompress(path.read_bytes())
-
-
-def regzip(path: Path, raw: bytes) -> Path:
-    path.write_bytes(gzip.compress(raw, compresslevel=1, mtime=0))
-    return path
-
-
-def members_of(path: Path) -> list[tuple[tarfile.TarInfo, bytes]]:
-    """The members of a small archive with their bytes, to rebuild it with one of them changed."""
-    with tarfile.open(path) as tar:
-        return [(info, tar.extractfile(info).read() if info.isfile() else b"") for info in tar]
-
-
-def rebuild(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
-    return regzip(path, buffer.getvalue())

@@ -4,7 +4,7 @@ Every limit on what a mirror, a URL or a file on disk can make convlab read, sto
 named here, once, with why it fits the real archive. Each one that is reached ends the work with
 one line that names it. The sizes of the real thing, for reference:
 
-- the official cifar-10-python.tar.gz: 170,498,071 bytes (163 MiB); its tar: about 186 MB;
+- the official cifar-10-python.tar.gz: 170,498,071 bytes (163 MiB); its tar: 185.7 MB (177 MiB);
 - one batch pickle (10,000 x 3072 uint8 pixels, labels, file names): 30.95 MB and about 30,000
   pickle opcodes as the official archive pickles it (Python 2, protocol 2); re-pickled by Python 3,
   30.9 MB at protocols 3 to 5, 44.7 MB and 90,152 opcodes at protocol 2 (which spells bytes as
@@ -32,7 +32,7 @@ CIFAR10_ARCHIVE_BYTES = 170_498_071  # the official archive; quoted in messages 
 # also the download cap, so the disk a download can fill is this much.
 MAX_ARCHIVE_BYTES = 512 * MiB
 # The decompressed tar, counted as it streams (a gzip bomb stops here): the same 512 MiB for the
-# same reason; the official tar is 186 MB.
+# same reason; the official tar is 185.7 MB.
 MAX_TAR_BYTES = 512 * MiB
 # One member's declared size, checked before any of it is read: a batch is 31 MB, 45 MB re-pickled
 # at protocol 2, 62 MB at that protocol's worst; 96 MiB is 1.6 times that worst.
@@ -48,13 +48,13 @@ MAX_EXTENDED_HEADER_BYTES = 64 * 1024
 # Opcodes per pickle, which bounds the objects built and the time to check them: 30,108 in an
 # official batch, 90,152 in the most verbose repack (protocol 2 by Python 3, 8 per file name).
 MAX_PICKLE_OPS = 300_000
-# Nesting of containers: a batch nests 6 deep (dict > array state > dtype > its state); a few
-# levels of slack, far below any depth a traversal of the result could not handle.
+# Nesting of containers: a batch nests 5 deep in every spelling (the dict > an array's state >
+# its dtype > the dtype's arguments); three times that, far below a depth any walk of it could mind.
 MAX_PICKLE_DEPTH = 16
 # What a pickle amounts to when every shared reference is counted each time it is used (bytes
 # and text by their length, anything else as 1): 31 MB for a batch in any of its spellings, because
 # CIFAR-10 shares only small things (a dtype, the 'latin1' codec name). A pickle that refers to
-# one big object many times, or nests shared lists to square its size at each level, stops here.
+# one big object many times, or nests shared lists to double its size at each level, stops here.
 MAX_PICKLE_EXPANDED_BYTES = 96 * MiB
 # numpy arrays: CIFAR-10 has (N, 3072) images and, in some repacks, (N,) labels.
 MAX_ARRAY_DIMS = 4

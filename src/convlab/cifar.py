@@ -468,7 +468,7 @@ def _too_big(name: str, what: str, limit: int) -> Callable[[], ArchiveError]:
     def error() -> ArchiveError:
         return ArchiveError(
             f"{name} {what} more than {size_text(limit)}, the limit for a CIFAR-10 archive "
-            f"(the official one is {size_text(CIFAR10_ARCHIVE_BYTES)}, its tar 178 MiB)"
+            f"(the official one is {size_text(CIFAR10_ARCHIVE_BYTES)}, its tar 177 MiB)"
         )
 
     return error
@@ -577,6 +577,8 @@ def _labels(labels: object, count: int, member: str) -> np.ndarray:
     if isinstance(labels, np.ndarray):
         if labels.dtype.kind not in "iu":
             raise ArchiveError(f"{member}: 'labels' must hold integers")
+        if labels.ndim != 1:
+            raise ArchiveError(f"{member}: 'labels' has shape {labels.shape}, expected ({count},)")
         values = labels
     elif isinstance(labels, list):
         if not all(type(v) is int for v in labels):
@@ -584,7 +586,7 @@ def _labels(labels: object, count: int, member: str) -> np.ndarray:
         values = labels
     else:
         raise ArchiveError(f"{member}: 'labels' must be a list, found {type(labels).__name__}")
-    if len(values) != count or (isinstance(values, np.ndarray) and values.ndim != 1):
+    if len(values) != count:
         raise ArchiveError(f"{member}: {len(values)} labels for {count} images; they must match")
     bad = next((v for v in values if not 0 <= v <= 9), None)
     if bad is not None:
