@@ -182,6 +182,34 @@ def test_endless_body_stops_at_the_download_cap(project: Path, tmp_path: Path, w
     assert list(dest.parent.iterdir()) == []
 
 
+FULL_DISK = 'mount -t tmpfs -o size=256k tmpfs data/raw && "$0" stages/download.py; ls -A data/raw'
+
+
+def test_a_real_full_disk_leaves_no_temp_file(project: Path, small_archive: Path) -> None:
+    """data/raw on a 256 KiB tmpfs (in a private mount namespace, where unshare and mount are
+    allowed): the archive does not fit, the stage says so in one line and the temp file goes."""
+    mount = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c"]
+    try:
+        probe = subprocess.run([*mount, "mount -t tmpfs tmpfs data/raw"], cwd=project, capture_output=True)
+    except FileNotFoundError:
+        pytest.skip("no unshare here")
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {probe.stderr.decode().strip()}")
+    result = subprocess.run(
+        [*mount, FULL_DISK, sys.executable],
+        cwd=project,
+        env=environment(TQDM_DISABLE="1", CIFAR10_URL=small_archive.as_uri()),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        result.stderr
+        == "download: error: cannot write data/raw/cifar-10-python.tar.gz: No space left on device\n"
+    )
+    assert result.stdout.splitlines()[1:] == []  # after the stage's first line, ls shows nothing
+
+
 # --- time: a source that blocks ----------------------------------------------------------------
 
 
