@@ -12,12 +12,19 @@ from pathlib import Path
 class Script:
     """What the server does. `faults` are consumed one per request: 'drop' sends half the body
     and closes, 'error' answers 503; when they run out, requests are served normally.
-    `always` applies to every request: None, 'error' (503), 'missing' (404) or 'html' (200 page).
+    `always` applies to every request: None, 'error' (503), 'missing' (404), 'html' (200 page),
+    'redirect' (302 to `location`), 'stall' (headers, then nothing until the server stops),
+    'drip' (headers, then one byte every `drip_seconds`) or 'endless' (zeros without a
+    Content-Length until the client goes away). `content_length`, when set, is sent instead of
+    the true one.
     """
 
     faults: list[str] = field(default_factory=list)
     always: str | None = None
     ranges: bool = True
+    location: str = ""
+    content_length: list[str] | None = None
+    drip_seconds: float = 0.1
     requests: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -25,6 +32,7 @@ class LoopbackServer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.script = Script()
+        self.stopping = threading.Event()  # releases handlers that stall or drip
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,6 +57,15 @@ class LoopbackServer:
                     self.end_headers()
                     self.wfile.write(page)
                     return
+                if fault == "redirect":
+                    self.send_response(302)
+                    self.send_header("Location", script.location)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if fault in ("stall", "drip", "endless"):
+                    self._trickle(fault, script)
+                    return
                 path = server.root / self.path.lstrip("/")
                 if not path.is_file():
                     self.send_error(404, "no such file")
@@ -63,7 +80,8 @@ class LoopbackServer:
                 else:
                     self.send_response(200)
                 body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
+                for value in script.content_length or [str(len(body))]:
+                    self.send_header("Content-Length", value)
                 self.end_headers()
                 if fault == "drop":
                     self.wfile.write(body[: len(body) // 2])
@@ -71,6 +89,26 @@ class LoopbackServer:
                     self.close_connection = True
                     return
                 self.wfile.write(body)
+
+            def _trickle(self, fault: str, script: Script) -> None:
+                self.send_response(200)
+                if fault != "endless":  # the size of the real archive, which never comes
+                    self.send_header("Content-Length", "170498071")
+                self.end_headers()
+                self.wfile.flush()
+                try:
+                    while not server.stopping.is_set():
+                        if fault == "endless":
+                            self.wfile.write(bytes(1 << 16))
+                        elif fault == "drip":
+                            self.wfile.write(b"\0")
+                            self.wfile.flush()
+                            server.stopping.wait(script.drip_seconds)
+                        else:
+                            server.stopping.wait(0.05)
+                except OSError:  # the client gave up: what the test wants
+                    pass
+                self.close_connection = True
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
@@ -83,5 +121,6 @@ class LoopbackServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()

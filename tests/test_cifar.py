@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import os
 import pickle
+import signal
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import crafted
 import numpy as np
 import pytest
+from crafted import MiB
 
-from convlab.cifar import ArchiveError, Cifar10, read_archive
+from convlab.bounds import ARCHIVE_LIMITS, ArchiveLimits, size_text
+from convlab.cifar import CLASSES, ArchiveError, Cifar10, read_archive
 from convlab.synthetic import batch_bytes, meta_bytes, synthetic_images, write_archive
 
 
@@ -124,6 +131,9 @@ def test_gzip_but_not_tar(tmp_path: Path) -> None:
         ("cifar-10-batches-py/readme.html", tarfile.SYMTYPE, "is a link"),
         ("cifar-10-batches-py/readme.html", tarfile.LNKTYPE, "is a link"),
         ("cifar-10-batches-py/readme.html", tarfile.FIFOTYPE, "not a regular file"),
+        # isfile() is true of both; a sparse member's few bytes can read as gigabytes of holes
+        ("cifar-10-batches-py/readme.html", tarfile.GNUTYPE_SPARSE, "not a regular file"),
+        ("cifar-10-batches-py/readme.html", tarfile.CONTTYPE, "not a regular file"),
     ],
 )
 def test_member_that_could_escape_or_does_not_belong(
@@ -397,6 +407,9 @@ _PIXELS = np.zeros((20, 3072), np.uint8).tobytes()
         ((_PIXELS, np.dtype("u1"), (-1, 3072), "C"), "malformed numpy array shape"),
         ((_PIXELS, np.dtype("u1"), [20, 3072], "C"), "malformed numpy array shape"),
         ((_PIXELS, np.dtype("u1"), (20.0, 3072), "C"), "malformed numpy array shape"),
+        # huge sizes would take minutes to multiply before the byte count could be compared
+        ((_PIXELS, np.dtype("u1"), (2**100000, 2**100000), "C"), "malformed numpy array shape a tuple of 2"),
+        ((_PIXELS, np.dtype("u1"), (1,) * 5 + (20, 3072), "C"), "malformed numpy array shape"),
         ((_PIXELS.decode("latin1"), np.dtype("u1"), (20, 3072), "C"), "malformed numpy array data"),
         ((list(range(10)), np.dtype("u1"), (10,), "C"), "malformed numpy array data"),
         ((_PIXELS, np.dtype("u1"), (20, 3072), "K"), "order 'K'"),
@@ -423,3 +436,140 @@ def test_out_of_band_buffer_is_refused(tmp_path: Path) -> None:
     assert buffers  # the data really went out of band
     with pytest.raises(ArchiveError, match="not a readable pickle"):
         read_archive(_archive_with(tmp_path, data_batch_2=batch))
+
+
+# --- bounds: each limit from convlab.bounds refuses in one line that names it ---------------------
+# Cases that would take gigabytes if a bound failed run in a capped child process instead
+# (tests/test_bounds.py); these fail small if they fail.
+
+
+def _one_line_error(path: Path, limits: ArchiveLimits = ARCHIVE_LIMITS) -> str:
+    with pytest.raises(ArchiveError) as err:
+        read_archive(path, limits)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_archive_file_over_the_limit_is_refused_before_it_is_read(
+    tmp_path: Path, small_archive: Path
+) -> None:
+    size = size_text(small_archive.stat().st_size)
+    message = _one_line_error(small_archive, ArchiveLimits(archive_bytes=1000))
+    assert message.startswith(
+        f"{small_archive} is {size}, more than 1000 bytes, the limit for a CIFAR-10 archive"
+    )
+
+
+def test_gzip_bomb_stops_at_the_tar_limit(tmp_path: Path) -> None:
+    bomb = crafted.gzip_bomb(tmp_path / "bomb.tar.gz", 64 * MiB)
+    message = _one_line_error(bomb, ArchiveLimits(tar_bytes=4 * MiB))
+    assert message == (
+        f"{bomb} decompresses to more than 4 MiB, the limit for a CIFAR-10 archive "
+        "(the official one is 163 MiB, its tar 177 MiB)"
+    )
+
+
+@pytest.mark.parametrize("form", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT], ids=["gnu-base256", "pax"])
+def test_member_declaring_gigabytes_is_refused_before_a_byte_is_read(tmp_path: Path, form: int) -> None:
+    blocks = [crafted.header("cifar-10-batches-py/data_batch_1", 8 << 30, form=form), bytes(512)]
+    message = _one_line_error(crafted.tar_gz(tmp_path / "a.tar.gz", blocks))
+    assert message == (
+        "member 'cifar-10-batches-py/data_batch_1' declares 8 GiB, more than the 96 MiB limit for one "
+        "member (a CIFAR-10 batch is 29.5 MiB)"
+    )
+
+
+def test_extended_header_declaring_more_than_a_path_is_refused(tmp_path: Path) -> None:
+    blocks = [crafted.header("././@PaxHeader", 1 << 30, kind=tarfile.XHDTYPE, form=tarfile.USTAR_FORMAT)]
+    message = _one_line_error(crafted.tar_gz(tmp_path / "a.tar.gz", blocks))
+    assert message == "a tar extended header declares 1 GiB, more than the 64 KiB limit for one"
+
+
+def test_chain_of_extended_headers_stops_at_the_header_limit(tmp_path: Path) -> None:
+    """tarfile follows pax headers by recursion: 2,000 in a row were a RecursionError."""
+    message = _one_line_error(crafted.tar_gz(tmp_path / "a.tar.gz", [crafted.pax_chain(2000)]))
+    assert message == "the tar has more than 64 headers, the limit (CIFAR-10's has 9)"
+
+
+def test_pickle_with_more_opcodes_than_the_limit(tmp_path: Path) -> None:
+    labels = b"(" + b"K\x00" * 2000 + b"l"  # a list of 2,000 zeros: 2,003 opcodes
+    message = _one_line_error(
+        crafted.with_meta(tmp_path / "a.tar.gz", labels), ArchiveLimits(pickle_ops=1000)
+    )
+    assert (
+        message
+        == "batches.meta: pickle has more than 1,000 opcodes, the limit (a CIFAR-10 batch has about 30,000)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        # L = []; L.append(L): a loop for whatever walks it
+        (b"]r\x07\x00\x00\x00j\x07\x00\x00\x00a", "pickle places an object inside itself"),
+        # L = []; t = (L,); L.append(1): t would change after the check counted it
+        (
+            b"]r\x07\x00\x00\x00\x85j\x07\x00\x00\x00K\x01a0",
+            "pickle changes an object after placing it inside another",
+        ),
+        (b"j\x07\x00\x00\x00", "not a readable pickle (memo entry 7 is read before it is written)"),
+        (b"a", "not a readable pickle (an opcode needs an object where there is none)"),
+    ],
+)
+def test_pickle_that_loops_or_changes_what_it_shared_is_refused(
+    tmp_path: Path, value: bytes, message: str
+) -> None:
+    assert _one_line_error(crafted.with_meta(tmp_path / "a.tar.gz", value)).startswith(
+        f"batches.meta: {message}"
+    )
+
+
+def test_label_beyond_64_bits_is_refused_in_one_line(tmp_path: Path) -> None:
+    """numpy raised OverflowError converting it; Python refuses to print it (over 4,300 digits)."""
+    batch = _batch(np.zeros((20, 3072), np.uint8), [2**20000] * 20)
+    message = _one_line_error(_archive_with(tmp_path, data_batch_3=batch))
+    assert message == "data_batch_3: label an integer of 20001 bits is outside 0..9"
+
+
+def test_class_names_of_another_count(tmp_path: Path) -> None:
+    from convlab.synthetic import _pickle
+
+    meta = _pickle({b"label_names": [c.encode() for c in CLASSES] + [b"x" * 10**6]})
+    message = _one_line_error(_archive_with(tmp_path, **{"batches.meta": meta}))
+    assert message == "batches.meta: 11 class names, where CIFAR-10 has 10"
+
+
+def test_a_file_that_is_not_an_archive_is_not_quoted(tmp_path: Path) -> None:
+    """file:///etc/passwd put its first 60 bytes in the message."""
+    secret = tmp_path / "passwd"
+    secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash\nsecret-token-1234\n")
+    message = _one_line_error(secret)
+    assert message == (
+        f"{secret} is not a gzip archive (it does not start with gzip's bytes 1f 8b); "
+        "was an error page or an empty file saved instead?"
+    )
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "cifar-10-python.tar.gz"
+    os.mkfifo(fifo)
+    with _alarm(5), pytest.raises(OSError) as err:
+        read_archive(fifo)
+    assert (err.value.strerror, err.value.filename) == ("a FIFO, not a regular file", str(fifo))
+
+
+@contextlib.contextmanager
+def _alarm(seconds: int) -> Iterator[None]:
+    """Fail (instead of hanging the test run) if the block takes longer than seconds."""
+
+    def expire(*_: object) -> None:
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

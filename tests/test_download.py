@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from loopback import LoopbackServer, Script
 
+from convlab.bounds import DownloadBudget, size_text
 from convlab.cifar import file_md5, read_archive
 from convlab.download import DownloadError, download
 
@@ -229,7 +232,10 @@ def test_temp_file_of_a_running_download_is_left_alone(tmp_path: Path, small_arc
 
 
 def test_unsupported_scheme(tmp_path: Path) -> None:
-    with pytest.raises(DownloadError, match="only http, https and file"):
+    """CIFAR10_URL bypasses params: download applies params.url_problem, the one URL rule, itself."""
+    with pytest.raises(
+        DownloadError, match="^cannot download 'ftp://127.0.0.1/c.tar.gz': expected an http://"
+    ):
         download("ftp://127.0.0.1/c.tar.gz", tmp_path / "a.tar.gz", WRONG_MD5, "0" * 64)
 
 
@@ -241,4 +247,174 @@ def test_truncated_archive_served_complete_is_refused(
     sha = read_archive(small_archive).content_sha256()
     with pytest.raises(DownloadError, match="truncated or corrupt"):
         download(server.url("cut.tar.gz"), tmp_path / "out" / "a.tar.gz", WRONG_MD5, sha)
+    assert _leftovers(tmp_path / "out") == []
+
+
+# --- the budget: bytes, stalls and one deadline, with short limits passed in ----------------------
+# (An endless body, and the stage's one line for each class, are in tests/test_bounds.py, run
+# under memory and file-size caps.)
+
+
+def _fails_within(seconds: float, *args: object, **kwargs: object) -> str:
+    """Run download(*args, **kwargs), expecting a one-line DownloadError within seconds."""
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as err:
+        download(*args, **kwargs)  # type: ignore[arg-type]
+    assert time.monotonic() - started < seconds
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_stalled_server_is_given_up_on_per_attempt(server: LoopbackServer, tmp_path: Path) -> None:
+    """Headers, then nothing: each attempt ends after stall_seconds, and the next resumes."""
+    server.script = Script(always="stall")
+    url = server.url("cifar-10-python.tar.gz")
+    budget = DownloadBudget(stall_seconds=0.3)
+    message = _fails_within(3, url, tmp_path / "out" / "a.tar.gz", WRONG_MD5, "0" * 64, 2, 0.01, budget)
+    stall = "stalled: less than 64 KiB in 0.3 s, the stall limit"
+    assert message.startswith(
+        f"could not download {url} in 2 attempts: attempt 1: {stall}; attempt 2: {stall}; "
+    )
+    assert _leftovers(tmp_path / "out") == []
+
+
+def test_dripping_server_is_a_stall(server: LoopbackServer, tmp_path: Path) -> None:
+    """One byte every 0.05 s never times a read out: too few bytes in the window is a stall too."""
+    server.script = Script(always="drip", drip_seconds=0.05)
+    url = server.url("cifar-10-python.tar.gz")
+    budget = DownloadBudget(stall_seconds=0.5, stall_bytes=1024)
+    message = _fails_within(3, url, tmp_path / "out" / "a.tar.gz", WRONG_MD5, "0" * 64, 1, 0, budget)
+    stall = "stalled: less than 1 KiB in 0.5 s, the stall limit"
+    assert message.startswith(f"could not download {url} in 1 attempts: attempt 1: {stall}; ")
+
+
+def test_deadline_ends_a_download_that_never_stalls(server: LoopbackServer, tmp_path: Path) -> None:
+    """A slow drip within the stall window still meets the deadline, which counts every attempt."""
+    server.script = Script(always="drip", drip_seconds=0.02)
+    url = server.url("cifar-10-python.tar.gz")
+    budget = DownloadBudget(stall_seconds=30, stall_bytes=1, deadline_seconds=1.0)
+    message = _fails_within(3, url, tmp_path / "out" / "a.tar.gz", WRONG_MD5, "0" * 64, 5, 0, budget)
+    assert message.startswith(f"could not download {url} within 1 s, the download deadline; ")
+    assert _leftovers(tmp_path / "out") == []
+
+
+def test_deadline_cuts_the_pause_between_attempts(server: LoopbackServer, tmp_path: Path) -> None:
+    server.script = Script(always="error")
+    url = server.url("cifar-10-python.tar.gz")
+    budget = DownloadBudget(deadline_seconds=1.0)
+    message = _fails_within(2, url, tmp_path / "a.tar.gz", WRONG_MD5, "0" * 64, 5, 30.0, budget)
+    assert message.startswith(
+        f"could not download {url} within 1 s, the download deadline (attempt 1: HTTP 503 try later); "
+    )
+    assert len(server.script.requests) == 1
+
+
+def test_file_larger_than_the_cap_is_not_copied(tmp_path: Path, small_archive: Path) -> None:
+    url = small_archive.as_uri()
+    size = size_text(small_archive.stat().st_size)
+    budget = DownloadBudget(max_bytes=1000)
+    message = _fails_within(5, url, tmp_path / "out" / "a.tar.gz", WRONG_MD5, "0" * 64, budget=budget)
+    assert (
+        message == f"{url} is {size}, more than the 1000 bytes download cap (a CIFAR-10 archive is 163 MiB)"
+    )
+    assert _leftovers(tmp_path / "out") == []
+
+
+def test_declared_length_over_the_cap(served, tmp_path: Path, small_archive: Path) -> None:
+    server, md5, sha = served
+    url = server.url("cifar-10-python.tar.gz")
+    size = size_text(small_archive.stat().st_size)
+    message = _fails_within(5, url, tmp_path / "a.tar.gz", md5, sha, budget=DownloadBudget(max_bytes=1000))
+    assert message == (
+        f"{url} declares {size} (Content-Length), more than the 1000 bytes download cap "
+        "(a CIFAR-10 archive is 163 MiB)"
+    )
+    assert len(server.script.requests) == 1  # not retried: the next answer would be the same
+
+
+@pytest.mark.parametrize(
+    ("values", "shown"),
+    [
+        (["-1"], "'-1'"),
+        (["1e3"], "'1e3'"),
+        (["+5"], "'+5'"),
+        (["1_000"], "'1_000'"),  # int() would take it
+        (["10", "20"], "'10, 20'"),  # two that disagree
+    ],
+)
+def test_content_length_that_is_not_one_byte_count(served, tmp_path: Path, values, shown: str) -> None:
+    server, md5, sha = served
+    server.script = Script(content_length=values)
+    url = server.url("cifar-10-python.tar.gz")
+    message = _fails_within(5, url, tmp_path / "a.tar.gz", md5, sha)
+    assert message == f"{url} sent Content-Length {shown}, which is not a byte count; refusing it"
+    assert len(server.script.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("ftp://127.0.0.1/c.tar.gz", "an http://, https:// or file:// URL"),
+        ("gopher://127.0.0.1/c.tar.gz", "an http://, https:// or file:// URL"),
+        ("file:///etc/passwd", "an http:// or https:// URL, not a file of this machine"),
+        ("file://otherhost/c.tar.gz", "a file URL of this machine (file:///path), not of another host"),
+    ],
+)
+def test_redirect_must_pass_the_url_rule(served, tmp_path: Path, location: str, expected: str) -> None:
+    server, md5, sha = served
+    server.script = Script(always="redirect", location=location)
+    url = server.url("cifar-10-python.tar.gz")
+    message = _fails_within(5, url, tmp_path / "out" / "a.tar.gz", md5, sha)
+    assert message == f"{url} redirects to {location!r}, which is refused: expected {expected}"
+    assert len(server.script.requests) == 1
+    assert _leftovers(tmp_path / "out") == []
+
+
+def test_redirect_within_the_rule_is_followed(served, tmp_path: Path, small_archive: Path) -> None:
+    server, md5, sha = served
+    server.script = Script(faults=["redirect"], location="/cifar-10-python.tar.gz")
+    download(server.url("mirror/cifar.tar.gz"), tmp_path / "a.tar.gz", md5, sha)
+    assert (tmp_path / "a.tar.gz").read_bytes() == small_archive.read_bytes()
+    assert len(server.script.requests) == 2
+
+
+@pytest.mark.parametrize(("path", "kind"), [("/dev/zero", "a character device"), ("/", "a directory")])
+def test_file_url_of_what_is_not_a_regular_file(tmp_path: Path, path: str, kind: str) -> None:
+    message = _fails_within(5, f"file://{path}", tmp_path / "out" / "a.tar.gz", WRONG_MD5, "0" * 64)
+    assert message == f"cannot read file://{path}: {kind}, not a regular file"
+    assert _leftovers(tmp_path / "out") == []
+
+
+def test_file_url_of_a_fifo_does_not_wait(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    message = _fails_within(5, fifo.as_uri(), tmp_path / "out" / "a.tar.gz", WRONG_MD5, "0" * 64)
+    assert message == f"cannot read {fifo.as_uri()}: a FIFO, not a regular file"
+
+
+def test_file_url_of_another_host_is_not_read_here(tmp_path: Path, small_archive: Path) -> None:
+    url = "file://otherhost" + small_archive.as_uri()[len("file://") :]
+    message = _fails_within(5, url, tmp_path / "a.tar.gz", file_md5(small_archive), "0" * 64)
+    assert (
+        message
+        == f"cannot download {url!r}: expected a file URL of this machine (file:///path), not of another host"
+    )
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(
+    tmp_path: Path, small_archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temp file's writes fail as on a full disk (its descriptor is /dev/full's)."""
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(**kwargs: str) -> tuple[int, str]:
+        fd, name = real_mkstemp(**kwargs)
+        os.close(fd)
+        return os.open("/dev/full", os.O_WRONLY), name
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    dest = tmp_path / "out" / "a.tar.gz"
+    message = _fails_within(5, small_archive.as_uri(), dest, WRONG_MD5, "0" * 64)
+    assert message == f"cannot write {dest}: No space left on device"
     assert _leftovers(tmp_path / "out") == []
