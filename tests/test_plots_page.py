@@ -9,11 +9,14 @@ import re
 import shutil
 import subprocess
 import tempfile
+import tomllib
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from project import copy_project, dvc
+from project import PROJECT, copy_project, dvc
+
+from convlab.offline_page import PACKAGE, PACKAGE_VERSION
 
 # Attributes through which a page loads something (a script, an image, a style sheet, a frame).
 FETCHING = {"src", "href", "srcset", "data", "poster", "background", "action", "formaction"}
@@ -96,6 +99,11 @@ def test_the_page_has_every_chart(project: tuple[Path, str]) -> None:
         assert f'"title": "{title}' in html or f'"text": "{title}' in html, title
     images = [a["src"] for tag, a in page.tags if tag == "img" and a.get("src", "").startswith("static/")]
     assert images and all((repo / "dvc_plots" / src).is_file() for src in images)
+
+
+def test_the_page_is_made_with_the_release_pyproject_pins() -> None:
+    pinned = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"{PACKAGE}=={PACKAGE_VERSION}" in pinned
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
