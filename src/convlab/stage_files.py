@@ -40,6 +40,7 @@ PREPARED = Path("data/prepared")
 MODELS = Path("models")
 REPORT = Path("report/report.md")
 FIGURES = Path("report/figures")
+PLOTS_PAGE = Path("plots_page/template.html")  # the page `dvc plots show/diff` fill (.dvc/config)
 RESUME = Path(".convlab/resume")  # outside DVC's outputs, which DVC deletes before a stage runs
 
 # The largest file a stage reads back is a confusion CSV: one row per test image, about 0.2 MB for
