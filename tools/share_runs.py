@@ -9,14 +9,27 @@ metrics and plots, which DVC's run cache keeps copies of too. A record whose fil
 remote cannot be restored, so the teammate trains again (DVC 3.67; treeverse/dvc#10472: run-cache
 push moves "nothing except the runs files"). This pushes the records as DVC does, then every file
 that any record names and this cache holds.
+
+A remote that is a folder is pushed to only where that folder exists: DVC would otherwise create
+it, so a remote named for another machine's disk (the study's `study-machine`) would quietly fill
+a new folder beside the clone instead of failing.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
+from urllib.parse import urlsplit
 
+from dvc.exceptions import NotDvcRepoError
 from dvc.repo import Repo
+
+from convlab.errors import ConvlabError, run_stage
+
+
+class ShareError(ConvlabError):
+    """A remote that cannot take the runs, or no DVC repository to take them from."""
 
 
 def recorded_runs(repo: Repo) -> list[tuple[str, str]]:
@@ -27,22 +40,47 @@ def recorded_runs(repo: Repo) -> list[tuple[str, str]]:
     return records
 
 
-def main() -> None:
+def checked_remote(repo: Repo, name: str | None) -> str:
+    """The remote to push to, by name: the one asked for, or the default; ShareError unless it is
+    configured and, where it is a folder, that folder exists."""
+    remotes = repo.config.get("remote", {})
+    name = name or repo.config.get("core", {}).get("remote")
+    if not name:
+        configured = ", ".join(remotes) or "none"
+        raise ShareError(f"no default DVC remote: name one with -r (configured: {configured})")
+    if name not in remotes:
+        raise ShareError(f"no DVC remote {name!r} (configured: {', '.join(remotes) or 'none'})")
+    url = remotes[name]["url"]
+    scheme = urlsplit(url).scheme
+    if scheme in ("", "file") and not Path(urlsplit(url).path if scheme else url).is_dir():
+        raise ShareError(
+            f"the DVC remote {name!r} is the folder {url}, which does not exist on this machine "
+            "(a remote of another machine's disk?)"
+        )
+    return name
+
+
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("-r", "--remote", help="DVC remote (default: the project's default remote)")
-    args = parser.parse_args()
-    with Repo(".") as repo:
-        pushed = repo.push(remote=args.remote, run_cache=True)
+    args = parser.parse_args(argv)
+    try:
+        repo = Repo()
+    except NotDvcRepoError:
+        raise ShareError(f"{Path.cwd()} is not in a DVC repository: run this from the project") from None
+    with repo:
+        remote = checked_remote(repo, args.remote)
+        pushed = repo.push(remote=remote, run_cache=True)
         files = 0
         for objs in repo.stage_cache.get_used_objs(recorded_runs(repo)).values():
-            result = repo.cloud.push(objs, remote=args.remote)
+            result = repo.cloud.push(objs, remote=remote)
             files += len(result.transferred)
             if result.failed:
-                raise SystemExit(f"share_runs: error: {len(result.failed)} file(s) could not be pushed")
+                raise ShareError(f"{len(result.failed)} file(s) could not be pushed to {remote!r}")
     print(f"share_runs: {pushed} records and workspace files pushed, then {files} files of recorded runs")
 
 
 if __name__ == "__main__":
-    main()
+    run_stage("share_runs", main)
