@@ -75,9 +75,8 @@ def main(argv: list[str]) -> None:
     params["data"].update(url=archive.as_uri(), md5=file_md5(archive))
     yaml.dump(params, demo / "params.yaml")
     git = ["git", "-c", "user.name=demo", "-c", "user.email=demo@example.org"]
-    subprocess.run(
-        [*git, "commit", "-qam", "demo: synthetic archive, 2 epochs, 1 seed"], cwd=demo, check=True
-    )
+    commit = [*git, "commit", "-qam"]
+    subprocess.run([*commit, "demo: synthetic archive, 2 epochs, 1 seed"], cwd=demo, check=True)
 
     # The clone's own code runs its stages, with the dvc of this Python.
     env = {**os.environ, "PYTHONPATH": "src", "DVC_NO_ANALYTICS": "1"}
