@@ -17,13 +17,17 @@ from project import copy_project, dvc, git, run
 from convlab.cifar import file_md5
 from convlab.synthetic import write_archive
 
-SPEC = importlib.util.spec_from_file_location("ray_sweep", Path(__file__).parents[1] / "tools" / "ray_sweep.py")
+SPEC = importlib.util.spec_from_file_location(
+    "ray_sweep", Path(__file__).parents[1] / "tools" / "ray_sweep.py"
+)
 ray_sweep = importlib.util.module_from_spec(SPEC)  # type: ignore[arg-type]
 SPEC.loader.exec_module(ray_sweep)  # type: ignore[union-attr]
 
 
 def test_the_grid_is_dvcs_own_expansion() -> None:
-    experiments, swept = ray_sweep.grid(["dropout.fc=0.1,0.3", "seed=0,1", "train.lr=0.01", "other.yaml:a=x,y"])
+    experiments, swept = ray_sweep.grid(
+        ["dropout.fc=0.1,0.3", "seed=0,1", "train.lr=0.01", "other.yaml:a=x,y"]
+    )
     assert len(experiments) == 8
     assert experiments[0] == ["dropout.fc=0.1", "seed=0", "train.lr=0.01", "other.yaml:a=x"]
     assert experiments[-1] == ["dropout.fc=0.3", "seed=1", "train.lr=0.01", "other.yaml:a=y"]
@@ -70,7 +74,7 @@ def test_what_would_not_reach_the_workers_is_refused(tmp_path: Path, monkeypatch
     grid = ("-S", "dropout.fc=0.2,0.4")
 
     (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "\n")
-    with pytest.raises(SystemExit, match=r"^ray_sweep: error: the workspace has uncommitted changes"):
+    with pytest.raises(SystemExit, match=r"^ray_sweep: error: uncommitted changes would not reach the workers"):
         sweep(repo, monkeypatch, *grid)
     git(repo, "commit", "-q", "-am", "unpushed")
     with pytest.raises(SystemExit, match=r"^ray_sweep: error: commit \w{7} is not on origin"):
@@ -140,7 +144,9 @@ def test_a_sweep_on_ray_lands_on_the_remotes_and_resumes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     repo, origin = team
-    base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    base = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
     names = {fc: ray_sweep.experiment_name("fc", [f"dropout.fc={fc}"]) for fc in ("0.2", "0.4", "0.6", "0.8")}
 
     # A typo in the grid: 1.5 is refused by the study's params; the three others land.
