@@ -3,10 +3,16 @@ git and a DVC remote; resumed by name; failures reported by name while the other
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,7 +80,9 @@ def test_what_would_not_reach_the_workers_is_refused(tmp_path: Path, monkeypatch
     grid = ("-S", "dropout.fc=0.2,0.4")
 
     (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "\n")
-    with pytest.raises(SystemExit, match=r"^ray_sweep: error: uncommitted changes would not reach the workers"):
+    with pytest.raises(
+        SystemExit, match=r"^ray_sweep: error: uncommitted changes would not reach the workers"
+    ):
         sweep(repo, monkeypatch, *grid)
     git(repo, "commit", "-q", "-am", "unpushed")
     with pytest.raises(SystemExit, match=r"^ray_sweep: error: commit \w{7} is not on origin"):
@@ -120,15 +128,53 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    """A real local Ray instance of 2 CPUs; its object store capped (nothing large goes through it)."""
+    """A real local Ray instance of 2 CPUs, its object store capped (nothing large goes through it).
+    Its workers inherit this environment, as a local instance's do."""
     ray = pytest.importorskip("ray")
-    started = time.monotonic()
-    ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
-    print(f"ray start: {time.monotonic() - started:.1f} s")
-    yield
-    stopping = time.monotonic()
-    ray.shutdown()
-    print(f"ray stop: {time.monotonic() - stopping:.1f} s")
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("CIFAR10_URL", raising=False)
+        env.setenv("DVC_NO_ANALYTICS", "1")
+        started = time.monotonic()
+        ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
+        print(f"ray start: {time.monotonic() - started:.1f} s")
+        yield
+        stopping = time.monotonic()
+        ray.shutdown()
+        print(f"ray stop: {time.monotonic() - stopping:.1f} s")
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """{pid: (parent pid, command line)} of every process readable in /proc."""
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            found[int(proc.name)] = (parent, (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def descendants(table: dict[int, tuple[int, str]], pid: int) -> list[int]:
+    children = [child for child, (parent, _) in table.items() if parent == pid]
+    return children + [grandchild for child in children for grandchild in descendants(table, child)]
+
+
+def lose_a_worker(stop: threading.Event, lost: list[str]) -> None:
+    """SIGKILL the first Ray worker of this test seen running an experiment's `dvc`, and what it
+    started: a worker lost mid-run, as on a node that dies."""
+    while not stop.wait(0.2) and not lost:
+        table = processes()
+        for worker in descendants(table, os.getpid()):
+            running = descendants(table, worker)
+            if table[worker][1].startswith("ray::run_experiment") and any(
+                " dvc " in table[pid][1] for pid in running
+            ):
+                for pid in [*reversed(running), worker]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                lost.append(" | ".join(table[pid][1][:60] for pid in running))
+                return
 
 
 def table_rows(output: str) -> list[str]:
@@ -159,19 +205,33 @@ def test_a_sweep_on_ray_lands_on_the_remotes_and_resumes(
     assert ray_sweep.remote_experiments(str(origin), base) == {names["0.2"], names["0.4"], names["0.6"]}
     assert len(table_rows(out)) == 3, out
 
-    # The grid fixed: what is on origin is skipped, the one new point runs.
-    outcomes = sweep(repo, monkeypatch, "-S", "dropout.fc=0.2,0.4,0.6,0.8", "-n", "fc")
+    # The grid fixed: what is on origin is skipped, the one new point runs; its worker is lost
+    # mid-run, and Ray runs the task again.
+    stop, lost = threading.Event(), []
+    killer = threading.Thread(target=lose_a_worker, args=(stop, lost))
+    killer.start()
+    try:
+        outcomes = sweep(repo, monkeypatch, "-S", "dropout.fc=0.2,0.4,0.6,0.8", "-n", "fc")
+    finally:
+        stop.set()
+        killer.join()
+    assert lost, "no worker was seen running dvc"
+    for left in Path(tempfile.gettempdir()).glob(f"ray_sweep-{names['0.8']}-*"):
+        shutil.rmtree(left)  # the lost worker's clone (a lost node takes its disk with it)
     assert [(o["name"], o["state"]) for o in outcomes] == [(names["0.8"], "landed")]
     assert outcomes[0]["metrics"]["metrics/train_dropout.json:best_val_acc"] > 0
     out, _ = capsys.readouterr()
-    assert "4 experiments of" in out and "3 already on origin" in out, out
+    assert "4 experiments of" in out and "3 on origin already" in out, out
     assert len(table_rows(out)) == 4, out
     assert ray_sweep.remote_experiments(str(origin), base) == set(names.values())
 
-    # The same command again runs nothing.
+    # The same command again runs nothing; a task that finds its experiment pushed (a retry after
+    # the push) does not run it again.
     assert sweep(repo, monkeypatch, "-S", "dropout.fc=0.2,0.4,0.6,0.8", "-n", "fc") == []
     out, _ = capsys.readouterr()
-    assert "4 already on origin" in out and len(table_rows(out)) == 4, out
+    assert "4 on origin already" in out and len(table_rows(out)) == 4, out
+    again = ray_sweep.run_experiment(str(origin), base, names["0.2"], ["dropout.fc=0.2"], "team", 1)
+    assert again["state"] == "on remote"
 
     # Anyone pulls the sweep, with its models, and tables it.
     reader = tmp_path / "reader"
