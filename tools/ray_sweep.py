@@ -115,6 +115,28 @@ def with_src(root: Path, env: dict[str, str]) -> dict[str, str]:
     return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "src"), env.get("PYTHONPATH")]))}
 
 
+def run_step(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    """Exit status and output (stdout and stderr in order) of args. A cancelled task (Ctrl-C on the
+    driver) gets KeyboardInterrupt at its next bytecode, so wait a second at a time, then end the
+    step and all it started: the stage that dvc runs would otherwise train on, orphaned."""
+    import psutil
+
+    with subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as step:
+        try:
+            while True:
+                try:
+                    output = step.communicate(timeout=1)[0]
+                except subprocess.TimeoutExpired:
+                    continue
+                return step.returncode, output
+        except BaseException:
+            for process in psutil.Process().children(recursive=True):
+                process.kill()
+            raise
+
+
 def run_experiment(url: str, base: str, name: str, params: list[str], remote: str, cpus: float) -> Outcome:
     """One experiment, as a Ray task: clone the commit, run, push. It runs on a worker, which needs
     git, the study's Python environment and the remotes' credentials in its environment."""
@@ -132,32 +154,24 @@ def run_experiment(url: str, base: str, name: str, params: list[str], remote: st
         env["OMP_NUM_THREADS"] = str(max(1, int(cpus)))
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         dvc = [sys.executable, "-m", "dvc"]
-        steps = [
-            ("git clone", ["git", "clone", "-q", "--no-checkout", url, "."]),
-            ("git checkout", ["git", "checkout", "-q", base]),
-            (
-                "dvc remote default",
-                [*dvc, "remote", "default", "--local", remote],
-            ),  # for --pull and the pushes
-            (
-                "dvc exp run",
-                [*dvc, "exp", "run", "--pull", "--allow-missing", "-n", name, *(f"-S{p}" for p in params)],
-            ),
-            ("dvc exp push", [*dvc, "exp", "push", "origin", name]),
-            ("tools/share_runs.py", [sys.executable, "tools/share_runs.py"]),
-        ]
+        sets = [f"-S{p}" for p in params]
+        steps = {
+            "git clone": ["git", "clone", "-q", "--no-checkout", url, "."],
+            "git checkout": ["git", "checkout", "-q", base],
+            "dvc remote default": [*dvc, "remote", "default", "--local", remote],  # for --pull and pushes
+            "dvc exp run": [*dvc, "exp", "run", "--pull", "--allow-missing", "-n", name, *sets],
+            "dvc exp push": [*dvc, "exp", "push", "origin", name],
+            "tools/share_runs.py": [sys.executable, "tools/share_runs.py"],
+        }
         try:
             # A retry of a task whose worker was lost after its push finds the experiment there.
             if name in remote_experiments(url, base):
                 return outcome("on remote")
             clone.mkdir()
-            for what, args in steps:
-                done = subprocess.run(
-                    args, cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-                )
-                if done.returncode != 0:
-                    lines = done.stdout.splitlines()[-TAIL:]
-                    raise Failed("\n".join([*lines, f"({what} exited {done.returncode})"]))
+            for what, args in steps.items():
+                code, output = run_step(args, clone, env)
+                if code != 0:
+                    raise Failed("\n".join([*output.splitlines()[-TAIL:], f"({what} exited {code})"]))
             # `dvc exp push` exits 0 without pushing when an experiment of that name is there.
             if name not in remote_experiments(url, base):
                 raise Failed(f"dvc exp push left {name} off the git remote")
@@ -217,6 +231,7 @@ def run_on_ray(
             ray.init(address=args.address, log_to_driver=False, logging_level="ERROR")
         except (ConnectionError, ValueError, RuntimeError) as error:
             fail(f"cannot reach the Ray cluster: {last_line(str(error))}")
+    pending: dict[Any, tuple[str, list[str]]] = {}
     try:
         have = ray.cluster_resources()
         # A task that asks for more than any node has waits for ever. A cluster may grow to fit it
@@ -228,10 +243,8 @@ def run_on_ray(
         task = ray.remote(run_experiment).options(
             num_cpus=args.cpus_per_run, num_gpus=args.gpus_per_run, max_retries=RETRIES
         )
-        pending = {
-            task.remote(url, base, name, params, remote, args.cpus_per_run): (name, params)
-            for name, params in todo.items()
-        }
+        for name, params in todo.items():
+            pending[task.remote(url, base, name, params, remote, args.cpus_per_run)] = (name, params)
         outcomes = []
         with tqdm(total=len(pending), unit="exp", file=sys.stderr) as bar:
             while pending:
@@ -249,6 +262,12 @@ def run_on_ray(
                 outcomes.append(done)
         return outcomes
     except KeyboardInterrupt:
+        # Each task ends its step and what that started (run_step); ray.shutdown alone would leave
+        # the stages running, orphaned, here and on a cluster.
+        for ref in pending:
+            ray.cancel(ref)
+        if pending:
+            ray.wait(list(pending), num_returns=len(pending), timeout=30)
         print("ray_sweep: stopped (Ctrl-C); run the same command to resume", file=sys.stderr)
         sys.exit(130)
     finally:
