@@ -3,7 +3,7 @@ the pushed commit, on this machine or on a Ray cluster; each experiment is pushe
 and at the end the sweep is pulled and tabled.
 
     python tools/ray_sweep.py -S 'dropout.fc=0.1,0.3,0.5' -S 'seed=0,1' --name fc
-    RAY_ADDRESS=ray://head:10001 python tools/ray_sweep.py -S 'dropout.fc=0.1,0.3' --gpus-per-run 0.25
+    RAY_ADDRESS=auto python tools/ray_sweep.py -S 'dropout.fc=0.1,0.3' --gpus-per-run 0.25  # a cluster's node
 
 The grid is the one `dvc exp run --queue` would queue (DVC's own expansion of -S). An experiment
 is named NAME-<8 hex digits of its params>, so the same point of the same commit always has the same
