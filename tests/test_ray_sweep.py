@@ -133,6 +133,9 @@ def local_ray() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as env:
         env.delenv("CIFAR10_URL", raising=False)
         env.setenv("DVC_NO_ANALYTICS", "1")
+        # Ray runs its workers at nice 15; on a machine shared with other tests that halves the
+        # experiments' share of the CPU and doubles this test's time.
+        env.setenv("RAY_worker_niceness", "0")
         started = time.monotonic()
         ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
         print(f"ray start: {time.monotonic() - started:.1f} s")
