@@ -7,6 +7,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -70,13 +71,20 @@ def sweep(repo: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> list:
 
 
 def test_what_would_not_reach_the_workers_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Uncommitted changes, a commit the git remote lacks and a DVC remote only this clone has are
-    each refused in one line, before Ray starts."""
+    """Bad arguments, uncommitted changes, a commit the git remote lacks and a DVC remote only this
+    clone has are each refused in one line, before Ray starts."""
     repo = copy_project(tmp_path / "repo")
     origin = tmp_path / "origin.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(origin)], check=True)
     git(repo, "remote", "add", "origin", str(origin))
     grid = ("-S", "dropout.fc=0.2,0.4")
+    for bad, message in (
+        (("--gpus-per-run", "1.5"), "--gpus-per-run above 1 must be a whole number"),
+        (("--cpus-per-run", "0"), "--cpus-per-run must be above 0"),
+        (("--name", "a/b"), "--name 'a/b' cannot be part of a git ref name"),
+    ):
+        with pytest.raises(SystemExit, match=f"^ray_sweep: error: {re.escape(message)}"):
+            sweep(repo, monkeypatch, *grid, *bad)
 
     (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "\n")
     with pytest.raises(

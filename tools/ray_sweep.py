@@ -316,6 +316,8 @@ def main(argv: list[str] | None = None) -> list[Outcome]:
     args = parser.parse_args(argv)
     if args.cpus_per_run == 0:
         fail("--cpus-per-run must be above 0")
+    if args.gpus_per_run > 1 and not args.gpus_per_run.is_integer():
+        fail("--gpus-per-run above 1 must be a whole number (Ray shares a GPU, not several)")
     try:
         import ray  # noqa: F401
     except ImportError:
