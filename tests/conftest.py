@@ -16,6 +16,15 @@ from convlab.synthetic import write_archive  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def tiny_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5 x 64 training and 100 test images: a stage or training run in a second or two, for tests
+    of how things run rather than of what they learn."""
+    return write_archive(
+        tmp_path_factory.mktemp("tiny") / "cifar-10-python.tar.gz", per_batch=64, test_size=100
+    )
+
+
+@pytest.fixture(scope="session")
 def small_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """5 x 200 training and 300 test images, official layout and pickle format."""
     return write_archive(

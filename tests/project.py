@@ -96,11 +96,15 @@ def ran_stages(output: str) -> list[str]:
 
 
 def prepared_project(tmp_path: Path, archive: Path, **params: dict) -> Path:
-    repo = copy_project(tmp_path, {"train": {"lr": 0.01, "log_every": 10}, **params})
+    """A project copy with the archive's data split and prepared (validation: its last fifth), so
+    a test can run a stage after split at once."""
+    data = {"val_size": len(read_archive(archive).y_train) // 5}
+    repo = copy_project(tmp_path, {"train": {"lr": 0.01, "log_every": 10}, "data": data, **params})
     # The committed results of the real run are outputs: DVC deletes them before a stage runs.
     for outputs in ("metrics", "plots", "report"):
         shutil.rmtree(repo / outputs, ignore_errors=True)
-    train, val, test = split_dataset(read_archive(archive), 200)
+    data = read_archive(archive)
+    train, val, test = split_dataset(data, len(data.y_train) // 5)  # as the params' val_size below
     save_prepared(
         repo / "data/prepared", Prepared(train, val, test, normalization_stats(train.x, "standardize"))
     )

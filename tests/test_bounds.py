@@ -26,6 +26,8 @@ from project import copy_project, environment
 from convlab.bounds import BoundedReader, open_regular, shown, size_text
 from convlab.cifar import file_md5
 
+pytestmark = pytest.mark.slow  # mostly the download stage as a real subprocess, under limits
+
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"  # params.yaml's: no crafted file has it
 MEMORY_CAP = 1 << 30  # the stage needs about 150 MB of address space; an unbounded read, gigabytes
 FILE_SIZE_CAP = 64 * MiB  # the crafted files are a few MB; a download past its cap would hit this

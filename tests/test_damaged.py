@@ -88,11 +88,11 @@ def run_in_process(repo: Path, script: str, argv: list[str], name: str) -> tuple
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory, small_archive: Path) -> Path:
+def study(tmp_path_factory: pytest.TempPathFactory, tiny_archive: Path) -> Path:
     """A tiny study: baseline trained for 1 epoch, its outputs copied for the other variants (their
     files only need to be valid outputs, and training takes most of this test's time), then tested
     and reported."""
-    repo = prepared_project(tmp_path_factory.mktemp("study"), small_archive, **TINY)
+    repo = prepared_project(tmp_path_factory.mktemp("study"), tiny_archive, **TINY)
     assert run_in_process(repo, "train", ["baseline"], "train")[0] == 0  # stderr: tqdm's bar
     for variant in VARIANTS[1:]:
         shutil.copy(repo / "models/baseline.pt", repo / f"models/{variant}.pt")
@@ -192,7 +192,7 @@ def another_actual_class(text: str) -> str:
 # Files that each read well but do not fit the others or params.yaml: only the report stage,
 # which reads them together, can tell.
 ACROSS_FILES = [
-    ("plots/confusion/dropout.csv", drop_last_line, "299 predictions for 300 test images"),
+    ("plots/confusion/dropout.csv", drop_last_line, "99 predictions for 100 test images"),
     ("plots/confusion/baseline.csv", another_actual_class, "actual classes are not the labels"),
     (
         "plots/test/staged_dropout.csv",
@@ -222,6 +222,7 @@ def test_files_that_do_not_fit_each_other_are_refused(
     assert what in stderr
 
 
+@pytest.mark.slow  # a real subprocess
 @pytest.mark.parametrize(
     ("script", "argv", "damaged"),
     [

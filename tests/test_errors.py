@@ -95,10 +95,11 @@ def test_ctrl_c_elsewhere_says_the_stage_runs_again(name: str, capsys: pytest.Ca
     assert stderr == f"{name}: stopped (Ctrl-C); run `dvc repro` to run it again\n"
 
 
-def test_a_real_ctrl_c_during_training(tmp_path: Path, small_archive: Path) -> None:
+@pytest.mark.slow  # a real subprocess
+def test_a_real_ctrl_c_during_training(tmp_path: Path, tiny_archive: Path) -> None:
     """SIGINT, as a terminal's Ctrl-C sends it, while the first epoch trains: no traceback, the
     one line last on stderr (after tqdm's bar), exit 130, no temp file, and nothing written."""
-    repo = prepared_project(tmp_path, small_archive, baseline={"epochs": 50})
+    repo = prepared_project(tmp_path, tiny_archive, baseline={"epochs": 50})
     process = subprocess.Popen(
         [sys.executable, "stages/train.py", "baseline"],
         cwd=repo,

@@ -18,6 +18,8 @@ from project import PROJECT, copy_project, dvc
 
 from convlab.offline_page import PACKAGE, PACKAGE_VERSION
 
+pytestmark = pytest.mark.slow  # stages as real subprocesses
+
 # Attributes through which a page loads something (a script, an image, a style sheet, a frame).
 FETCHING = {"src", "href", "srcset", "data", "poster", "background", "action", "formaction"}
 CHART_CALL = re.compile(r"vegaEmbed\('#([^']+)'")

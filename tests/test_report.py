@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convlab.figures import write_figures
+from convlab.figures import plot_seeds, write_figures
 from convlab.params import TrainParams, VariantParams
 from convlab.reference import NOT_THE_STUDYS, reference_for
 from convlab.report import VariantResult, markdown
@@ -124,17 +124,15 @@ def test_several_seeds_give_mean_spread_and_welch_verdicts() -> None:
     assert "seeds 0, 1, 2" in report
 
 
-def test_the_seeds_figure_for_one_run_and_for_several(tmp_path: Path) -> None:
+def test_the_figures_are_written_and_the_seeds_figure_takes_one_run(tmp_path: Path) -> None:
     images, labels = np.zeros((100, 3, 32, 32), np.uint8), np.zeros(100, np.int64)
-    for seeds in (1, 3):
-        directory = tmp_path / str(seeds)
-        directory.mkdir()
-        results = [
-            variant(name, [0.7 + i / 100 for i in range(seeds)], [0.7] * seeds, correct(700))
-            for name in ("baseline", "dropout")
-        ]
-        write_figures(directory, results, images, labels)
-        assert (directory / "seeds.png").stat().st_size > 1000
+    several = [variant(n, [0.70, 0.71, 0.72], [0.7] * 3, correct(700)) for n in ("baseline", "dropout")]
+    write_figures(tmp_path, several, images, labels)
+    names = {"first_image", "first_100", "val_acc", "curves_baseline", "curves_dropout", "confusion", "seeds"}
+    assert {p.stem for p in tmp_path.iterdir()} == names
+    assert all(p.stat().st_size > 1000 for p in tmp_path.iterdir())
+    plot_seeds([variant("baseline", [0.7], [0.7], correct(700))], tmp_path / "one.png")  # no interval
+    assert (tmp_path / "one.png").stat().st_size > 1000
 
 
 def test_two_far_apart_seeds_give_intervals_within_0_and_100() -> None:

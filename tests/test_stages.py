@@ -19,21 +19,23 @@ from project import copy_project, environment, prepared_project, run
 from convlab.checkpoint import load_models
 from convlab.cifar import file_md5
 
+pytestmark = pytest.mark.slow  # stages as real subprocesses
+
 # runs.csv's columns that say how a run ran (seconds, speed), which a resumed run cannot repeat.
 TIMINGS = ("train_seconds", "wall_seconds", "images_per_second")
 
 
-def test_download_stage_prefers_cifar10_url(tmp_path: Path, small_archive: Path) -> None:
+def test_download_stage_prefers_cifar10_url(tmp_path: Path, tiny_archive: Path) -> None:
     repo = copy_project(
-        tmp_path, {"data": {"url": "http://127.0.0.1:9/unreachable.tar.gz", "md5": file_md5(small_archive)}}
+        tmp_path, {"data": {"url": "http://127.0.0.1:9/unreachable.tar.gz", "md5": file_md5(tiny_archive)}}
     )
-    result = run(repo, sys.executable, "stages/download.py", CIFAR10_URL=small_archive.as_uri())
+    result = run(repo, sys.executable, "stages/download.py", CIFAR10_URL=tiny_archive.as_uri())
     assert "accepted by its md5" in result.stdout
-    assert file_md5(repo / "data/raw/cifar-10-python.tar.gz") == file_md5(small_archive)
+    assert file_md5(repo / "data/raw/cifar-10-python.tar.gz") == file_md5(tiny_archive)
 
 
-def test_download_stage_with_wrong_checksum_fails_cleanly(tmp_path: Path, small_archive: Path) -> None:
-    repo = copy_project(tmp_path, {"data": {"url": small_archive.as_uri()}})  # the official md5
+def test_download_stage_with_wrong_checksum_fails_cleanly(tmp_path: Path, tiny_archive: Path) -> None:
+    repo = copy_project(tmp_path, {"data": {"url": tiny_archive.as_uri()}})  # the official md5
     result = run(repo, sys.executable, "stages/download.py", check=False)
     assert result.returncode == 1
     assert "download: error: not the expected CIFAR-10 archive" in result.stderr
@@ -41,8 +43,8 @@ def test_download_stage_with_wrong_checksum_fails_cleanly(tmp_path: Path, small_
     assert [p.name for p in (repo / "data/raw").iterdir()] == [".gitignore"]  # DVC's, committed
 
 
-def test_bad_params_fail_before_any_work(tmp_path: Path, small_archive: Path) -> None:
-    repo = prepared_project(tmp_path, small_archive, dropout={"fc": 1.5})
+def test_bad_params_fail_before_any_work(tmp_path: Path, tiny_archive: Path) -> None:
+    repo = prepared_project(tmp_path, tiny_archive, dropout={"fc": 1.5})
     result = run(repo, sys.executable, "stages/train.py", "baseline", check=False)
     assert result.returncode == 1
     assert "dropout.fc = 1.5 is not allowed: expected a dropout rate in [0, 1)" in result.stderr
@@ -50,9 +52,9 @@ def test_bad_params_fail_before_any_work(tmp_path: Path, small_archive: Path) ->
 
 
 def test_outputs_that_cannot_be_written_are_refused_before_training(
-    tmp_path: Path, small_archive: Path
+    tmp_path: Path, tiny_archive: Path
 ) -> None:
-    repo = prepared_project(tmp_path, small_archive)
+    repo = prepared_project(tmp_path, tiny_archive)
     shutil.rmtree(repo / "models")
     (repo / "models").write_text("a file where the models folder goes")
     result = run(repo, sys.executable, "stages/train.py", "baseline", check=False)
@@ -63,8 +65,8 @@ def test_outputs_that_cannot_be_written_are_refused_before_training(
     assert "epoch" not in result.stdout  # refused before the first epoch, not after it
 
 
-def test_diverging_training_writes_no_metrics(tmp_path: Path, small_archive: Path) -> None:
-    repo = prepared_project(tmp_path, small_archive, train={"lr": 1e6, "log_every": 10})
+def test_diverging_training_writes_no_metrics(tmp_path: Path, tiny_archive: Path) -> None:
+    repo = prepared_project(tmp_path, tiny_archive, train={"lr": 1e6, "log_every": 10})
     result = run(repo, sys.executable, "stages/train.py", "baseline", check=False)
     assert result.returncode == 1
     assert "train: error: training loss became" in result.stderr and "at step" in result.stderr
@@ -73,11 +75,11 @@ def test_diverging_training_writes_no_metrics(tmp_path: Path, small_archive: Pat
 
 
 def test_sigkilled_training_resumes_to_the_uninterrupted_metrics_and_never_from_damage(
-    tmp_path: Path, small_archive: Path
+    tmp_path: Path, tiny_archive: Path
 ) -> None:
-    settings = {"staged_dropout": {"epochs": 3}, "train": {"lr": 0.01, "log_every": 10, "seeds": 2}}
-    clean = prepared_project(tmp_path / "clean", small_archive, **settings)
-    killed = prepared_project(tmp_path / "killed", small_archive, **settings)
+    settings = {"staged_dropout": {"epochs": 4}, "train": {"lr": 0.01, "log_every": 10, "seeds": 2}}
+    clean = prepared_project(tmp_path / "clean", tiny_archive, **settings)
+    killed = prepared_project(tmp_path / "killed", tiny_archive, **settings)
     run(clean, sys.executable, "stages/train.py", "staged_dropout")
 
     process = subprocess.Popen(
@@ -92,7 +94,7 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_metrics_and_never_from_
     second_seed = False
     for line in process.stdout:  # kill during the second seed's epoch 2, after its epoch 1 is saved
         second_seed = second_seed or "run 2 of 2, seed 1" in line
-        if second_seed and line.startswith("epoch   1/3"):
+        if second_seed and line.startswith("epoch   1/4"):
             time.sleep(0.1)
             break
     os.kill(process.pid, signal.SIGKILL)
@@ -117,7 +119,7 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_metrics_and_never_from_
     )
 
     result = run(killed, sys.executable, "stages/train.py", "staged_dropout")
-    assert "seed 0 resumed after epoch 3" in result.stdout  # finished: not trained again
+    assert "seed 0 resumed after epoch 4" in result.stdout  # finished: not trained again
     assert f"resume: {damaged.relative_to(killed)} is damaged (" in result.stdout
     assert "seed 1 resumed" not in result.stdout
     metrics = [(repo / "metrics/train_staged_dropout.json").read_text() for repo in (clean, killed)]
@@ -135,9 +137,9 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_metrics_and_never_from_
     assert not list(resume.iterdir())
 
 
-def test_several_seeds_give_a_checkpoint_a_row_and_a_spread_each(tmp_path: Path, small_archive: Path) -> None:
+def test_several_seeds_give_a_checkpoint_a_row_and_a_spread_each(tmp_path: Path, tiny_archive: Path) -> None:
     repo = prepared_project(
-        tmp_path, small_archive, baseline={"epochs": 2}, train={"lr": 0.01, "log_every": 10, "seeds": 3}
+        tmp_path, tiny_archive, baseline={"epochs": 2}, train={"lr": 0.01, "log_every": 10, "seeds": 3}
     )
     run(repo, sys.executable, "stages/train.py", "baseline")
     metrics = json.loads((repo / "metrics/train_baseline.json").read_text())
@@ -154,7 +156,7 @@ def test_several_seeds_give_a_checkpoint_a_row_and_a_spread_each(tmp_path: Path,
 
 
 @pytest.mark.parametrize("variant", ["wide", ""])
-def test_unknown_variant(tmp_path: Path, small_archive: Path, variant: str) -> None:
+def test_unknown_variant(tmp_path: Path, tiny_archive: Path, variant: str) -> None:
     repo = copy_project(tmp_path)
     result = run(repo, sys.executable, "stages/train.py", *([variant] if variant else []), check=False)
     assert result.returncode == 1

@@ -445,6 +445,7 @@ def test_a_bad_json_file_is_refused_saying_what_is_wrong(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # the tool as a real subprocess
 def test_the_command_answers_in_one_line(tmp_path: Path) -> None:
     """End to end: no traceback, one line, exit 1, for a bad --json and for a refused sweep."""
     (tmp_path / "list.json").write_text(json.dumps(SHOWN))
