@@ -14,7 +14,7 @@ def main(argv: list[str]) -> None:
     params = load_params().data
     # A mirror or a local copy: the checksums make the result the same data either way.
     url = os.environ.get("CIFAR10_URL") or params.url
-    print(f"download: {url} -> {ARCHIVE}", flush=True)
+    print(f"download: {url!r} -> {ARCHIVE}", flush=True)  # repr: a control character shows, not acts
     verified = download(url, ARCHIVE, params.md5, params.content_sha256)
     how = "its md5" if verified.matched == "md5" else "its content checksum (a repacked copy)"
     print(f"download: accepted by {how}; md5 {verified.md5}")
