@@ -21,6 +21,7 @@ import pytest
 from project import copy_project, dvc, git
 
 from convlab.cifar import file_md5
+from convlab.stage_files import VAL_METRIC
 from convlab.synthetic import write_archive
 
 SPEC = importlib.util.spec_from_file_location(
@@ -247,7 +248,7 @@ def test_a_sweep_on_ray_lands_on_the_remotes_and_resumes(
     for left in Path(tempfile.gettempdir()).glob(f"ray_sweep-{names['0.8']}-*"):
         shutil.rmtree(left)  # the lost worker's clone (a lost node takes its disk with it)
     assert [(o["name"], o["state"]) for o in outcomes] == [(names["0.8"], "landed")]
-    assert outcomes[0]["metrics"]["metrics/train_dropout.json:best_val_acc"] > 0
+    assert outcomes[0]["metrics"][VAL_METRIC.column("dropout")] > 0
     out, _ = capsys.readouterr()
     assert "4 experiments of" in out and "3 on origin already" in out, out
     assert len(table_rows(out)) == 4, out

@@ -140,6 +140,7 @@ def test_shared_runs_spare_a_teammate_the_training(reproduced: Path, tmp_path: P
     """tools/share_runs.py pushes every recorded run with its files: another clone of the commit,
     given one of those runs' params, restores it from the remote and trains nothing."""
     storage = tmp_path / "shared"
+    storage.mkdir()  # a folder remote is made by whoever sets it up (share_runs never creates one)
     dvc(reproduced, "remote", "add", "--local", "-f", "shared", str(storage))
     dvc(reproduced, "exp", "run", "-S", "dropout.fc=0.35")  # a run only this clone has made
     made = results(reproduced)

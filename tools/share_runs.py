@@ -55,7 +55,7 @@ def checked_remote(repo: Repo, name: str | None) -> str:
     if scheme in ("", "file") and not Path(urlsplit(url).path if scheme else url).is_dir():
         raise ShareError(
             f"the DVC remote {name!r} is the folder {url}, which does not exist on this machine "
-            "(a remote of another machine's disk?)"
+            "(another machine's disk? a new remote: make the folder first)"
         )
     return name
 

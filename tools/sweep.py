@@ -29,11 +29,9 @@ Writes <out>/<param>.md and <out>/<param>.png and prints the table.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +43,7 @@ import pandas as pd
 from convlab.errors import ConvlabError, run_stage
 from convlab.markdown import markdown_table
 from convlab.params import VARIANTS
-from convlab.stage_files import MAX_READ_BYTES, RUNS, TEST_METRIC, TESTS, VAL_METRIC, Metric, Table
+from convlab.stage_files import RUNS, TEST_METRIC, TESTS, VAL_METRIC, Metric, Table, read_at
 from convlab.stats import summarize
 
 matplotlib.use("Agg")
@@ -280,30 +278,13 @@ RunsReader = Callable[[str, str, Accuracy], "list[float] | None"]
 
 
 def git_runs(rev: str, variant: str, accuracy: Accuracy) -> list[float] | None:
-    """Each seed's accuracy as the commit `rev` holds it in its runs table (plots are git-tracked,
-    so every experiment's commit has its own), read with the table's schema; None when the commit or
-    the file is not there (output saved on another machine) or the file is damaged."""
-    path = accuracy.runs.path(variant)
-    with subprocess.Popen(
-        ["git", "cat-file", "blob", f"{rev}:{path.as_posix()}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    ) as shown:
-        assert shown.stdout is not None
-        blob = shown.stdout.read(MAX_READ_BYTES + 1)  # bounded, as the stages read it
-        if len(blob) > MAX_READ_BYTES:
-            shown.kill()
-            return None
-    if shown.returncode != 0:
+    """Each seed's accuracy as the commit `rev` holds it in its runs table (stage_files.read_at);
+    None when the commit or the file is not there (output saved on another machine) or the file
+    is damaged."""
+    try:
+        rows = read_at(accuracy.runs, rev, variant)
+    except ConvlabError:
         return None
-    # The schema's reader reads the path the table names, relative to the working directory.
-    with tempfile.TemporaryDirectory() as folder, contextlib.chdir(folder):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(blob)
-        try:
-            rows = accuracy.runs.read(variant)
-        except ConvlabError:
-            return None
     return [float(row[accuracy.runs_column]) for row in rows]
 
 

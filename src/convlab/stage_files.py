@@ -24,6 +24,7 @@ import io
 import json
 import math
 import re
+import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,17 +123,22 @@ SECONDS = Number(0)
 
 
 def _text(path: Path) -> str:
-    """The file's text: UTF-8, not empty, ending with the newline every writer here ends with."""
+    """The file's text: bounded, UTF-8, not empty, ending with the newline every writer here ends
+    with."""
     if path.stat().st_size > MAX_READ_BYTES:
         raise DamagedInputError(path, f"larger than {MAX_READ_BYTES // 2**20} MiB, which no stage writes")
+    return _checked_text(path.read_bytes(), path)
+
+
+def _checked_text(data: bytes, where: str | Path) -> str:
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise DamagedInputError(path, f"not UTF-8 text at byte {err.start}") from None
+        raise DamagedInputError(where, f"not UTF-8 text at byte {err.start}") from None
     if not text:
-        raise DamagedInputError(path, "empty")
+        raise DamagedInputError(where, "empty")
     if not text.endswith("\n"):
-        raise DamagedInputError(path, "cut short: no newline at its end")
+        raise DamagedInputError(where, "cut short: no newline at its end")
     return text
 
 
@@ -207,31 +213,54 @@ class Table:
         a row has another number of fields than the header, a value is not of its kind, or there is
         no row."""
         path = self.path(variant)
+        return self.parse(_text(path), path)
+
+    def parse(self, text: str, where: str | Path) -> list[dict[str, Any]]:
+        """The rows of this table's text (read from `where`, which messages name)."""
         try:
-            lines = list(csv.reader(io.StringIO(_text(path), newline=""), strict=True))
+            lines = list(csv.reader(io.StringIO(text, newline=""), strict=True))
         except csv.Error as err:
-            raise DamagedInputError(path, f"not valid CSV: {err}") from None
+            raise DamagedInputError(where, f"not valid CSV: {err}") from None
         header, rows = lines[0], lines[1:]
         if len(set(header)) != len(header):
-            raise DamagedInputError(path, "a column name appears twice in the header")
+            raise DamagedInputError(where, "a column name appears twice in the header")
         if missing := [name for name in self.columns if name not in header]:
-            raise DamagedInputError(path, f"no column {missing[0]} in the header")
+            raise DamagedInputError(where, f"no column {missing[0]} in the header")
         if not rows:
-            raise DamagedInputError(path, "no rows under the header")
+            raise DamagedInputError(where, "no rows under the header")
         index = {name: header.index(name) for name in self.columns}
         parsed = []
         for number, row in enumerate(rows, start=2):
             if len(row) != len(header):
                 what = f"line {number} has {len(row)} fields, the header {len(header)}"
-                raise DamagedInputError(path, what)
+                raise DamagedInputError(where, what)
             values = {}
             for name, kind in self.columns.items():
                 try:
                     values[name] = kind.parse(row[index[name]])
                 except ValueError as err:
-                    raise DamagedInputError(path, f"line {number}, {name}: {err}") from None
+                    raise DamagedInputError(where, f"line {number}, {name}: {err}") from None
             parsed.append(values)
         return parsed
+
+
+def read_at(table: Table, rev: str, variant: str) -> list[dict[str, Any]]:
+    """The table as git commit `rev` holds it (plots are git-tracked, so every commit and every
+    experiment's commit has its own), read as strictly and as bounded as the file itself;
+    DamagedInputError names `rev:path` when it is absent or damaged."""
+    where = f"{rev}:{table.path(variant).as_posix()}"
+    with subprocess.Popen(
+        ["git", "cat-file", "blob", where], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as shown:
+        assert shown.stdout is not None
+        blob = shown.stdout.read(MAX_READ_BYTES + 1)
+        if len(blob) > MAX_READ_BYTES:
+            shown.kill()
+    if len(blob) > MAX_READ_BYTES:
+        raise DamagedInputError(where, f"larger than {MAX_READ_BYTES // 2**20} MiB, which no stage writes")
+    if shown.returncode != 0:
+        raise DamagedInputError(where, "not in that commit")
+    return table.parse(_checked_text(blob, where), where)
 
 
 @dataclass(frozen=True)
