@@ -1,6 +1,6 @@
 """Time convlab's training against the textbook DataLoader loop, on the same data, in one run.
 
-    python bench/train_speed.py --archive ../shared/data/cifar-10-python.tar.gz --epochs 3
+    python bench/train_speed.py --archive /path/to/cifar-10-python.tar.gz --epochs 2
 
 The reference is the loop most tutorials write: a torchvision-style dataset of PIL images with
 ToTensor + Normalize transforms, SubsetRandomSampler over the first 49,000 images, a DataLoader
