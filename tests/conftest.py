@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,3 +39,17 @@ def server(tmp_path: Path) -> Iterator[LoopbackServer]:
     with LoopbackServer(tmp_path / "served") as running:
         (tmp_path / "served").mkdir()
         yield running
+
+
+@pytest.fixture
+def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Temp files whose writes fail as on a full disk: their descriptor is /dev/full's, so the
+    kernel itself answers every write with ENOSPC, through the same Python and torch layers."""
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(**kwargs: str) -> tuple[int, str]:
+        fd, name = real_mkstemp(**kwargs)
+        os.close(fd)
+        return os.open("/dev/full", os.O_WRONLY), name
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)

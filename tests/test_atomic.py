@@ -9,7 +9,6 @@ import errno
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -57,20 +56,6 @@ def test_failed_directory_keeps_the_old_one(tmp_path: Path) -> None:
 
 
 # --- a full disk: one clear error naming the target, the old output whole, no temp left -------------
-
-
-@pytest.fixture
-def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Temp files whose writes fail as on a full disk: their descriptor is /dev/full's, so the
-    kernel itself answers every write with ENOSPC, through the same Python and torch layers."""
-    real_mkstemp = tempfile.mkstemp
-
-    def mkstemp(**kwargs: str) -> tuple[int, str]:
-        fd, name = real_mkstemp(**kwargs)
-        os.close(fd)
-        return os.open("/dev/full", os.O_WRONLY), name
-
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
 
 
 def test_full_disk_keeps_the_old_file_and_names_the_target(tmp_path: Path, full_disk: None) -> None:

@@ -207,7 +207,7 @@ def test_a_real_full_disk_leaves_no_temp_file(project: Path, small_archive: Path
     )
     assert (
         result.stderr
-        == "download: error: cannot write data/raw/cifar-10-python.tar.gz: No space left on device\n"
+        == "download: error: no space left on device while writing data/raw/cifar-10-python.tar.gz\n"
     )
     assert result.stdout.splitlines()[1:] == []  # after the stage's first line, ls shows nothing
 

@@ -80,6 +80,12 @@ def _refusal(err: BaseException, handle: _Writer | None = None) -> str | None:
     return None if failure is None else _REASONS.get(failure.errno or 0) or str(failure.strerror).lower()
 
 
+def write_error(path: str | Path, err: OSError) -> WriteError:
+    """The one-line WriteError of a write of `path` the system refused with err (for a write path
+    that cannot go through atomic_open, as the download's locked temp file)."""
+    return WriteError(path, _refusal(err) or str(err))
+
+
 def check_writable(paths: Iterable[str | Path]) -> None:
     """Raise WriteError unless each path's folder can be made and a file written in it, and no
     folder stands where the file goes: a stage checks this before hours of work, not after."""

@@ -38,6 +38,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
+from convlab.atomic import write_error
 from convlab.bounds import (
     ARCHIVE_LIMITS,
     CHUNK,
@@ -86,7 +87,8 @@ class _OutOfTime(Exception):
 
 
 class _WriteFailed(Exception):
-    """Writing the temp file failed (a full disk, a file size limit): not the source's fault."""
+    """Writing the temp file failed (a full disk, a file size limit): not the source's fault. Its
+    argument is the OSError."""
 
 
 class _Clock:
@@ -153,13 +155,13 @@ def _copy(
             try:
                 target.write(chunk)
             except OSError as err:
-                raise _WriteFailed(err.strerror or one_line(err)) from None
+                raise _WriteFailed(err) from None
             done += len(chunk)
             bar.update(len(chunk))
     try:
         target.flush()
     except OSError as err:
-        raise _WriteFailed(err.strerror or one_line(err)) from None
+        raise _WriteFailed(err) from None
     return done
 
 
@@ -372,7 +374,7 @@ def download(
                 else:
                     _fetch_http(url, target, clock, attempts, backoff)
             except _WriteFailed as err:
-                raise DownloadError(f"cannot write {destination}: {err}") from None
+                raise write_error(destination, err.args[0]) from None
             if os.path.getsize(tmp) == 0:
                 raise DownloadError(f"{url} served an empty file")
             verified = verify(tmp, md5, content_sha256, limits, name=url)  # not the temp file's name
