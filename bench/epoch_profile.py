@@ -3,9 +3,10 @@ loop's own work: shuffling, batching, device-side sums, log points), validation,
 
     python bench/epoch_profile.py --archive /path/to/cifar-10-python.tar.gz [--steps 200]
 
-Rounds alternate the bare steps and train_epoch() over the same number of steps, in one process,
-so a noisy host moves both; then validation of the 1,000 validation images is timed, and a cProfile
-of one train_epoch() lists where its time goes by function.
+Rounds alternate the bare steps, train_epoch() over the same number of steps, and the bare steps
+again while train_speed.py's memory sampler runs (a bench must not slow what it measures), in one
+process, so a noisy host moves them alike; then validation of the 1,000 validation images is
+timed, and a cProfile of one train_epoch() lists where its time goes by function.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from train_speed import peak_memory  # bench/, beside this file
 
 from convlab.batches import DeviceImages
 from convlab.cifar import read_archive
@@ -67,8 +69,13 @@ def main() -> None:
     bare()  # warm-up
     for number in range(args.rounds):
         plain, looped = bare(), loop()
-        ratio = looped / plain
-        print(f"round {number + 1}: bare step {plain:.2f} ms, in train_epoch {looped:.2f} ms, x{ratio:.3f}")
+        with peak_memory(runtime.device):  # train_speed.py's sampler: does it slow what it measures?
+            sampled = bare()
+        print(
+            f"round {number + 1}: bare step {plain:.2f} ms, in train_epoch {looped:.2f} ms "
+            f"(x{looped / plain:.3f}), bare with train_speed's memory sampler {sampled:.2f} ms "
+            f"(x{sampled / plain:.3f})"
+        )
     start = time.perf_counter()
     evaluate(state.model, DeviceImages(val_split, norm, runtime), params.eval_batch_size)
     print(f"validation of {len(val_split)} images: {time.perf_counter() - start:.2f} s")
