@@ -20,7 +20,7 @@ from convlab.evaluate import evaluate
 from convlab.params import ParamsError, load_params
 from convlab.runtime import resolve_runtime
 from convlab.stage_files import CONFUSION, PREPARED, TEST_METRIC, TESTS, model_path
-from convlab.stats import summarize
+from convlab.stats import mean
 
 
 def main(argv: list[str]) -> None:
@@ -60,7 +60,7 @@ def main(argv: list[str]) -> None:
             for a, p in zip(labels, results[0].predictions, strict=True)
         ),
     )
-    TEST_METRIC.write(name, summarize([r.accuracy for r in results]).mean)
+    TEST_METRIC.write(name, mean([r.accuracy for r in results]))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from convlab.stage_files import (
     resume_files,
     resume_path,
 )
-from convlab.stats import summarize
+from convlab.stats import mean
 from convlab.train import History, Resume, train
 
 # The code whose change makes a run another run (so its resume state another run's).
@@ -115,11 +115,11 @@ def main(argv: list[str]) -> None:
     )
     write_curves(results[0].history)
     RUNS.write(name, (r.record(runtime) for r in results))
-    best = summarize([r.best_val_acc for r in results])
-    VAL_METRIC.write(name, best.mean)
+    best = mean([r.best_val_acc for r in results])
+    VAL_METRIC.write(name, best)
     for finished in resume_files(stage):  # done: nothing left to resume
         finished.unlink(missing_ok=True)
-    print(f"{stage}: mean best val acc over {best.n} run(s): {best.mean:.4f}")
+    print(f"{stage}: mean best val acc over {len(results)} run(s): {best:.4f}")
 
 
 if __name__ == "__main__":
