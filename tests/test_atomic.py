@@ -244,6 +244,7 @@ print(sorted((p.name, p.read_text()) for p in folder.iterdir()))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("options", "reason"),
     [("size=256k", "no space left on device"), ("size=256k,ro", "read-only file system")],
