@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import importlib.util
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from project import PROJECT, git
+from project import PROJECT, copy_project, dvc, environment, git, run
 
-from convlab.ablation import COLUMNS, SETTINGS, STEPS, TOTAL, compare, markdown
+from convlab.ablation import COLUMNS, COMPARISONS, SETTINGS, STEPS, TOTAL, compare, markdown
+from convlab.cifar import file_md5
 from convlab.stage_files import RUNS, DamagedInputError, read_at
 from convlab.stats import holm, paired_difference
+from convlab.synthetic import write_archive
 
 
 def test_holm_adjusts_in_the_given_order() -> None:
@@ -119,3 +124,81 @@ def test_a_table_is_read_as_a_commit_holds_it(tmp_path: Path) -> None:
             DamagedInputError, match="HEAD:plots/train_baseline/runs.csv is damaged \\(not in that commit\\)"
         ):
             read_at(RUNS, "HEAD", "baseline")
+
+
+def two_epochs(setting):
+    """The setting with two epochs where it asks for forty: the tool is under test, not the length."""
+    return dataclasses.replace(
+        setting, overrides={k: 2 if k.endswith(".epochs") else v for k, v in setting.overrides.items()}
+    )
+
+
+@pytest.mark.slow
+def test_run_makes_one_experiment_per_setting_and_table_reads_every_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tool = load_tool()
+    monkeypatch.setattr(tool, "SETTINGS", tuple(two_epochs(s) for s in SETTINGS))
+    archive = write_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=100, test_size=100)
+    one_epoch = {"epochs": 1}
+    repo = copy_project(
+        tmp_path / "repo",
+        {
+            "data": {"url": archive.as_uri(), "md5": file_md5(archive), "val_size": 100},
+            "train": {"seeds": 2, "lr": 0.01, "log_every": 10, "eval_batch_size": 100},
+            "baseline": one_epoch,
+            "dropout": one_epoch,
+            "staged_dropout": one_epoch,
+        },
+    )
+    monkeypatch.delenv("CIFAR10_URL", raising=False)
+    for name, value in environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(repo)
+    dvc(repo, "repro")
+
+    # The study's results are not committed: run would lose them, so it changes nothing.
+    lock = (repo / "dvc.lock").read_text()
+    refusal = "dvc.lock differs from HEAD: commit the study's results first"
+    with pytest.raises(tool.AblationError, match=refusal):
+        tool.main(["run"])
+    assert (repo / "dvc.lock").read_text() == lock
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "the study")
+
+    # An experiment the tool started and did not see end (its params are still in the workspace,
+    # its outputs gone, as DVC leaves them): run puts HEAD's results back and runs every setting.
+    params = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(params.replace("epochs: 1", "epochs: 2", 1))
+    shutil.rmtree(repo / "plots/train_dropout")
+    with pytest.raises(tool.AblationError, match="params.yaml differs from HEAD"):
+        tool.main(["run"])  # not the tool's own: refused
+    (repo / tool.RUNNING).write_text("dropout_40\n")
+    tool.main(["run"])
+    ran = re.findall(r"ablation: (\w+): dvc exp run", capsys.readouterr().out)
+    assert ran == [s.name for s in SETTINGS if s.overrides]
+    assert not (repo / tool.RUNNING).exists() and (repo / "params.yaml").read_text() == params
+    assert run(repo, "git", "status", "--porcelain", "--untracked-files=no").stdout == ""
+    assert dvc(repo, "status", "--quiet", check=False).returncode == 0
+    tool.main(["run"])  # every setting has its experiment: nothing runs
+    assert "dvc exp run" not in capsys.readouterr().out
+
+    tool.main(["table"])
+    table = list(csv.DictReader((repo / tool.CSV).open()))
+    assert list(table[0]) == list(COLUMNS)
+    assert [(r["setting"], r["seed"]) for r in table] == [(s.name, seed) for s in SETTINGS for seed in "01"]
+    by_setting = {(r["setting"], r["seed"]): r for r in table}
+    head = {r["seed"]: r for r in read_at(RUNS, "HEAD", "dropout")}
+    assert [float(by_setting[("dropout", seed)]["best_val_acc"]) for seed in "01"] == [
+        head[seed]["best_val_acc"] for seed in (0, 1)
+    ]
+    assert {k: by_setting[("dropout_40_fc05", "1")][k] for k in ("variant", "epochs", "pool2", "fc")} == {
+        "variant": "dropout", "epochs": "2", "pool2": "0.1", "fc": "0.5"
+    }  # fmt: skip
+    staged_aug = by_setting[("staged_aug", "0")]
+    assert (staged_aug["epochs"], staged_aug["crop_padding"], staged_aug["flip"]) == ("1", "4", "True")
+
+    tool.main(["analyze"])
+    analysis = (repo / tool.ANALYSIS).read_text()
+    assert all(c.label in analysis for c in COMPARISONS)
+    assert "Shares of staged dropout's gain over uniform dropout" in analysis

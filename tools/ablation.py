@@ -4,12 +4,15 @@
     python tools/ablation.py table      # report/ablation.csv: one row per setting and seed
     python tools/ablation.py analyze    # report/ablation.md: the paired comparisons, from the CSV
 
-`run` needs the committed study at HEAD (`dvc status` clean): each experiment then re-trains its
-one variant, with the study's seeds, and nothing else. Experiments run one at a time in this
-workspace, so a stopped one resumes per seed and epoch when `run` is started again; before each,
-the workspace is put back to HEAD's results (params, lock, metrics, plots and DVC outputs), so no
-setting starts from another's params. `table` reads the study's runs from HEAD and each setting's
-from its experiment's commit (plots are git-tracked, so every experiment commit holds its own).
+`run` needs the committed study at HEAD (`dvc status` clean, its results committed): each
+experiment then re-trains its one variant, with the study's seeds, and nothing else. Experiments
+run one at a time in this workspace; before each, the workspace is put back to HEAD's results
+(params, lock, metrics, plots and DVC outputs), so no setting starts from another's params. So
+`run` refuses to start over results that differ from HEAD's, unless they are its own: an
+experiment it started and did not see end (stopped, killed, failed) is named in RUNNING, and
+`run` started again puts HEAD's results back and resumes it per seed and epoch.
+`table` reads the study's runs from HEAD and each setting's from its experiment's commit (plots
+are git-tracked, so every experiment commit holds its own).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ CSV = Path("report/ablation.csv")
 ANALYSIS = Path("report/ablation.md")
 PREFIX = "ablation-"
 HEAD_RESULTS = ["params.yaml", "dvc.lock", "metrics", "plots", "report"]
+RUNNING = Path(".convlab/ablation-running")  # the setting whose experiment run started, until it ends
 
 
 class AblationError(ConvlabError):
@@ -65,31 +69,51 @@ def experiments() -> dict[str, str]:
     return found
 
 
-def run(only: list[str]) -> None:
+def _head_results() -> None:
+    """Put HEAD's params and results back in the workspace, DVC's outputs too (what the cache
+    lacks, the next experiment makes)."""
+    _run("git", "checkout", "HEAD", "--", *HEAD_RESULTS)
+    _dvc("checkout", "--quiet", check=False)
+
+
+def _check_study() -> None:
+    """Refuse before any change: results that differ from HEAD's and are not run's own would be
+    lost to _head_results; a HEAD whose study is not whole has nothing to compare against."""
+    if not RUNNING.exists():
+        changed = _run("git", "status", "--porcelain", "--untracked-files=no", "--", *HEAD_RESULTS).stdout
+        if changed.strip():
+            raise AblationError(
+                f"{changed.splitlines()[0][3:]} differs from HEAD: commit the study's results first "
+                "(run puts HEAD's results back before each experiment, and would lose these)"
+            )
+    _head_results()
     if _dvc("status", "--quiet", check=False).returncode != 0:
         raise AblationError(
             "the study at HEAD is not committed whole (dvc status is not clean): "
             "run dvc repro and commit its results first"
         )
+
+
+def run(only: list[str]) -> None:
+    _check_study()
     done = experiments()
     for setting in SETTINGS:
         if not setting.overrides or (only and setting.name not in only) or PREFIX + setting.name in done:
             continue
-        # Back to HEAD's results, so this setting starts from the committed params alone.
-        _run("git", "checkout", "HEAD", "--", *HEAD_RESULTS)
-        _dvc("checkout", "--quiet", check=False)  # what the cache lacks, the experiment's run makes
+        _head_results()  # so this setting starts from the committed params alone
         overrides = [arg for key, value in setting.overrides.items() for arg in ("-S", f"{key}={value}")]
         print(
             f"ablation: {setting.name}: dvc exp run -n {PREFIX}{setting.name} {' '.join(overrides)}",
             flush=True,
         )
+        write_text(RUNNING, setting.name + "\n")
         command = [sys.executable, "-m", "dvc", "exp", "run", "-n", PREFIX + setting.name, *overrides]
         if subprocess.run(command, check=False).returncode != 0:
             raise AblationError(
                 f"the experiment of {setting.name} failed; `python tools/ablation.py run` resumes it"
             )
-    _run("git", "checkout", "HEAD", "--", *HEAD_RESULTS)
-    _dvc("checkout", "--quiet", check=False)
+        _head_results()
+        RUNNING.unlink()
 
 
 def _rows(setting: Setting, rev: str) -> list[dict[str, Any]]:
