@@ -7,6 +7,7 @@ import contextlib
 import csv
 import dataclasses
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -124,6 +125,31 @@ def test_a_table_is_read_as_a_commit_holds_it(tmp_path: Path) -> None:
             DamagedInputError, match="HEAD:plots/train_baseline/runs.csv is damaged \\(not in that commit\\)"
         ):
             read_at(RUNS, "HEAD", "baseline")
+
+
+def test_only_finished_experiments_count_as_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    tool = load_tool()
+
+    def group(name: str, rev: str, executor: dict | None) -> dict:
+        return {"revs": [{"rev": rev, "name": name}], "executor": executor, "name": name}
+
+    shown = [
+        {"rev": "workspace", "name": None, "experiments": None},
+        {
+            "rev": "abc",
+            "name": "main",
+            "experiments": [
+                group("ablation-dropout_40", "e1", None),  # committed
+                group("ablation-staged_aug", "e2", {"state": "success", "name": "dvc-task"}),
+                # killed, and DVC found a live process under its recorded pid
+                group("ablation-dropout_40_fc05", "workspace", {"state": "running", "name": "workspace"}),
+            ],
+        },
+    ]
+    monkeypatch.setattr(
+        tool, "_dvc", lambda *args, **kw: subprocess.CompletedProcess(args, 0, json.dumps(shown))
+    )
+    assert tool.experiments() == {"ablation-dropout_40": "e1", "ablation-staged_aug": "e2"}
 
 
 def two_epochs(setting):

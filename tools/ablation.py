@@ -56,13 +56,17 @@ def _dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def experiments() -> dict[str, str]:
-    """{experiment name: its commit} of the experiments of HEAD."""
+    """{experiment name: its commit} of the finished experiments of HEAD. One DVC lists as running
+    is not done: after a kill, DVC takes it for running while its recorded pid is alive, even
+    when that pid is now another process's."""
     shown = json.loads(
         _dvc("exp", "show", "--json", "--rev", "HEAD", "--hide-queued", "--hide-failed").stdout
     )
     found = {}
     for row in shown:
         for group in row.get("experiments") or []:
+            if (group.get("executor") or {}).get("state", "success") != "success":
+                continue
             for rev in group.get("revs", []):
                 if rev.get("name"):
                     found[rev["name"]] = rev["rev"]
