@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from project import PROJECT, copy_project, dvc, environment, git, run
 
-from convlab.ablation import COLUMNS, COMPARISONS, SETTINGS, STEPS, TOTAL, compare, markdown
+from convlab.ablation import COLUMNS, COMPARISONS, SETTINGS, STEPS, TOTAL, Setting, compare, markdown
 from convlab.cifar import file_md5
 from convlab.stage_files import RUNS, DamagedInputError, read_at
 from convlab.stats import holm, paired_difference
@@ -152,7 +152,7 @@ def test_only_finished_experiments_count_as_done(monkeypatch: pytest.MonkeyPatch
     assert tool.experiments() == {"ablation-dropout_40": "e1", "ablation-staged_aug": "e2"}
 
 
-def two_epochs(setting):
+def two_epochs(setting: Setting) -> Setting:
     """The setting with two epochs where it asks for forty: the tool is under test, not the length."""
     return dataclasses.replace(
         setting, overrides={k: 2 if k.endswith(".epochs") else v for k, v in setting.overrides.items()}

@@ -104,7 +104,8 @@ def run(only: list[str]) -> None:
     for setting in SETTINGS:
         if not setting.overrides or (only and setting.name not in only) or PREFIX + setting.name in done:
             continue
-        _head_results()  # so this setting starts from the committed params alone
+        # The workspace holds HEAD's results here (_check_study, or the last setting's end), so
+        # this setting starts from the committed params alone.
         overrides = [arg for key, value in setting.overrides.items() for arg in ("-S", f"{key}={value}")]
         print(
             f"ablation: {setting.name}: dvc exp run -n {PREFIX}{setting.name} {' '.join(overrides)}",
