@@ -146,10 +146,56 @@ def test_only_finished_experiments_count_as_done(monkeypatch: pytest.MonkeyPatch
             ],
         },
     ]
-    monkeypatch.setattr(
-        tool, "_dvc", lambda *args, **kw: subprocess.CompletedProcess(args, 0, json.dumps(shown))
-    )
+    asked = []
+
+    def fake_dvc(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        asked.append(args)
+        return subprocess.CompletedProcess(args, 0, json.dumps(shown))
+
+    monkeypatch.setattr(tool, "_dvc", fake_dvc)
+    monkeypatch.setattr(tool, "study_commits", lambda: 3)
     assert tool.experiments() == {"ablation-dropout_40": "e1", "ablation-staged_aug": "e2"}
+    assert asked[0][asked[0].index("-n") + 1] == "3"  # the experiments of every commit of the study
+
+
+def commit(repo: Path, path: str, text: str) -> None:
+    (repo / path).write_text(text)
+    git(repo, "add", path)
+    git(repo, "commit", "-qm", path)
+
+
+def test_the_commits_since_dvc_lock_last_changed_hold_the_study(tmp_path: Path) -> None:
+    tool = load_tool()
+    git(tmp_path, "init", "-q")
+    commit(tmp_path, "README.md", "no study yet\n")
+    with contextlib.chdir(tmp_path):
+        assert tool.study_commits() == 1  # no dvc.lock: HEAD's experiments only
+        commit(tmp_path, "dvc.lock", "study 1\n")
+        commit(tmp_path, "dvc.lock", "study 2\n")
+        assert tool.study_commits() == 1
+        commit(tmp_path, "README.md", "the study's figures\n")
+        commit(tmp_path, "NOTES.md", "a note\n")
+        assert tool.study_commits() == 3
+
+
+def test_run_puts_head_back_on_the_branch_a_killed_experiment_left(tmp_path: Path) -> None:
+    tool = load_tool()
+    git(tmp_path, "init", "-q", "-b", "main")
+    commit(tmp_path, "dvc.lock", "the study\n")
+    running = tmp_path / tool.RUNNING
+    running.parent.mkdir()
+    with contextlib.chdir(tmp_path):
+        running.write_text(f"dropout_40\n{tool._head_ref()}\n")
+        assert running.read_text() == "dropout_40\nrefs/heads/main\n"
+        git(tmp_path, "checkout", "-q", "--detach")  # as `dvc exp run` leaves HEAD when killed
+        tool._reattach_head()
+        assert tool._head_ref() == "refs/heads/main"
+
+        git(tmp_path, "checkout", "-q", "--detach")
+        commit(tmp_path, "dvc.lock", "another study, on no branch\n")
+        with pytest.raises(tool.AblationError, match="not on refs/heads/main .* check out main"):
+            tool._reattach_head()
+        assert tool._head_ref() != "refs/heads/main"  # refused: HEAD left where it was
 
 
 def two_epochs(setting: Setting) -> Setting:
@@ -199,14 +245,18 @@ def test_run_makes_one_experiment_per_setting_and_table_reads_every_run(
     shutil.rmtree(repo / "plots/train_dropout")
     with pytest.raises(tool.AblationError, match="params.yaml differs from HEAD"):
         tool.main(["run"])  # not the tool's own: refused
-    (repo / tool.RUNNING).write_text("dropout_40\n")
+    branch = run(repo, "git", "symbolic-ref", "HEAD").stdout.strip()
+    (repo / tool.RUNNING).write_text(f"dropout_40\n{branch}\n")
+    git(repo, "checkout", "-q", "--detach")  # as a killed `dvc exp run` leaves it
     tool.main(["run"])
     ran = re.findall(r"ablation: (\w+): dvc exp run", capsys.readouterr().out)
     assert ran == [s.name for s in SETTINGS if s.overrides]
     assert not (repo / tool.RUNNING).exists() and (repo / "params.yaml").read_text() == params
     assert run(repo, "git", "status", "--porcelain", "--untracked-files=no").stdout == ""
     assert dvc(repo, "status", "--quiet", check=False).returncode == 0
-    tool.main(["run"])  # every setting has its experiment: nothing runs
+    assert run(repo, "git", "symbolic-ref", "HEAD").stdout.strip() == branch
+    git(repo, "commit", "-q", "--allow-empty", "-m", "the README's figures")  # dvc.lock unchanged
+    tool.main(["run"])  # every setting has its experiment, on the study's earlier commit: nothing runs
     assert "dvc exp run" not in capsys.readouterr().out
 
     tool.main(["table"])

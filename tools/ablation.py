@@ -11,8 +11,15 @@ run one at a time in this workspace; before each, the workspace is put back to H
 `run` refuses to start over results that differ from HEAD's, unless they are its own: an
 experiment it started and did not see end (stopped, killed, failed) is named in RUNNING, and
 `run` started again puts HEAD's results back and resumes it per seed and epoch.
+`dvc exp run` detaches HEAD while it runs and puts the branch back when it ends or is stopped;
+killed, it leaves HEAD detached, where a commit would land on no branch. RUNNING also names the
+branch, and `run` started again puts HEAD back on it (if the branch is still where HEAD is).
 `table` reads the study's runs from HEAD and each setting's from its experiment's commit (plots
 are git-tracked, so every experiment commit holds its own).
+An experiment belongs to the study of the commit it was run on; a later commit that leaves
+dvc.lock as it is (docs, tools, a note) holds the same study, so the experiments of those commits
+still count: the ablation outlives any number of such commits. Commit only while it is stopped
+(SIGINT to the train stage; `run` resumes it): while it runs HEAD is detached.
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ CSV = Path("report/ablation.csv")
 ANALYSIS = Path("report/ablation.md")
 PREFIX = "ablation-"
 HEAD_RESULTS = ["params.yaml", "dvc.lock", "metrics", "plots", "report"]
-RUNNING = Path(".convlab/ablation-running")  # the setting whose experiment run started, until it ends
+# The setting whose experiment run started, until it ends, and the branch HEAD was on (or its commit).
+RUNNING = Path(".convlab/ablation-running")
 
 
 class AblationError(ConvlabError):
@@ -55,13 +63,25 @@ def _dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return _run(sys.executable, "-m", "dvc", *args, check=check)
 
 
+def study_commits() -> int:
+    """How many commits, from HEAD back along first parents, hold HEAD's study: since the last
+    change to dvc.lock, which names every input and output of every stage."""
+    last = _run("git", "log", "--first-parent", "--format=%H", "-1", "HEAD", "--", "dvc.lock").stdout.strip()
+    if not last:
+        return 1
+    return int(_run("git", "rev-list", "--count", "--first-parent", f"{last}..HEAD").stdout) + 1
+
+
 def experiments() -> dict[str, str]:
-    """{experiment name: its commit} of the finished experiments of HEAD. One DVC lists as running
-    is not done: after a kill, DVC takes it for running while its recorded pid is alive, even
-    when that pid is now another process's."""
+    """{experiment name: its commit} of the finished experiments of the commits that hold HEAD's
+    study. One DVC lists as running is not done: after a kill, DVC takes it for running while
+    its recorded pid is alive, even when that pid is now another process's."""
     shown = json.loads(
-        _dvc("exp", "show", "--json", "--rev", "HEAD", "--hide-queued", "--hide-failed").stdout
-    )
+        _dvc(
+            "exp", "show", "--json", "--rev", "HEAD", "-n", str(study_commits()),
+            "--hide-queued", "--hide-failed",
+        ).stdout
+    )  # fmt: skip
     found = {}
     for row in shown:
         for group in row.get("experiments") or []:
@@ -80,10 +100,36 @@ def _head_results() -> None:
     _dvc("checkout", "--quiet", check=False)
 
 
+def _head_ref() -> str:
+    """The branch HEAD is on (refs/heads/...), or its commit where HEAD is detached."""
+    branch = _run("git", "symbolic-ref", "-q", "HEAD", check=False).stdout.strip()
+    return branch or _run("git", "rev-parse", "HEAD").stdout.strip()
+
+
+def _reattach_head() -> None:
+    """Put HEAD back on the branch RUNNING names, where a killed `dvc exp run` left it detached
+    at that branch's commit; refuse if the branch has moved since (the two are not one study)."""
+    lines = RUNNING.read_text().splitlines()
+    branch = lines[1] if len(lines) > 1 else ""
+    if not branch.startswith("refs/heads/") or _head_ref() == branch:
+        return
+    head = _run("git", "rev-parse", "HEAD").stdout.strip()
+    tip = _run("git", "rev-parse", "--verify", "-q", branch, check=False).stdout.strip()
+    if tip != head:
+        raise AblationError(
+            f"HEAD is at {head[:7]}, not on {branch} (at {tip[:7] or 'nothing'}) where the "
+            f"stopped experiment of {lines[0]} started: check out {branch.removeprefix('refs/heads/')} "
+            "and run again"
+        )
+    _run("git", "symbolic-ref", "HEAD", branch)
+
+
 def _check_study() -> None:
     """Refuse before any change: results that differ from HEAD's and are not run's own would be
     lost to _head_results; a HEAD whose study is not whole has nothing to compare against."""
-    if not RUNNING.exists():
+    if RUNNING.exists():
+        _reattach_head()
+    else:
         changed = _run("git", "status", "--porcelain", "--untracked-files=no", "--", *HEAD_RESULTS).stdout
         if changed.strip():
             raise AblationError(
@@ -111,7 +157,7 @@ def run(only: list[str]) -> None:
             f"ablation: {setting.name}: dvc exp run -n {PREFIX}{setting.name} {' '.join(overrides)}",
             flush=True,
         )
-        write_text(RUNNING, setting.name + "\n")
+        write_text(RUNNING, f"{setting.name}\n{_head_ref()}\n")
         command = [sys.executable, "-m", "dvc", "exp", "run", "-n", PREFIX + setting.name, *overrides]
         if subprocess.run(command, check=False).returncode != 0:
             raise AblationError(
