@@ -139,10 +139,10 @@ def test_only_finished_experiments_count_as_done(monkeypatch: pytest.MonkeyPatch
             "rev": "abc",
             "name": "main",
             "experiments": [
-                group("ablation-dropout_40", "e1", None),  # committed
-                group("ablation-staged_aug", "e2", {"state": "success", "name": "dvc-task"}),
+                group("ablation-dropout_40-seed0", "e1", None),  # committed
+                group("ablation-staged_aug-seed0", "e2", {"state": "success", "name": "dvc-task"}),
                 # killed, and DVC found a live process under its recorded pid
-                group("ablation-dropout_40_fc05", "workspace", {"state": "running", "name": "workspace"}),
+                group("ablation-dropout_40_fc05-seed0", "workspace", {"state": "running"}),
             ],
         },
     ]
@@ -154,7 +154,7 @@ def test_only_finished_experiments_count_as_done(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(tool, "_dvc", fake_dvc)
     monkeypatch.setattr(tool, "study_commits", lambda: 3)
-    assert tool.experiments() == {"ablation-dropout_40": "e1", "ablation-staged_aug": "e2"}
+    assert tool.experiments() == {"ablation-dropout_40-seed0": "e1", "ablation-staged_aug-seed0": "e2"}
     assert asked[0][asked[0].index("-n") + 1] == "3"  # the experiments of every commit of the study
 
 
@@ -206,7 +206,7 @@ def two_epochs(setting: Setting) -> Setting:
 
 
 @pytest.mark.slow
-def test_run_makes_one_experiment_per_setting_and_table_reads_every_run(
+def test_run_makes_one_experiment_per_setting_and_seed_and_goes_on_from_the_committed_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tool = load_tool()
@@ -238,25 +238,57 @@ def test_run_makes_one_experiment_per_setting_and_table_reads_every_run(
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "the study")
 
+    # Another machine's clone: no DVC cache, no outputs. The study is still whole (each experiment
+    # re-makes what it needs), but changed code is another study's.
+    git(repo, "clean", "-qfdX")  # every ignored file: DVC's cache and outputs among them
+    assert not (repo / ".dvc/cache").exists() and not (repo / "models/dropout.pt").exists()
+    model = repo / "src/convlab/model.py"
+    code = model.read_text()
+    model.write_text(code + "# changed\n")
+    with pytest.raises(tool.AblationError, match="not committed whole .*src/convlab/model.py modified"):
+        tool.main(["run"])
+    model.write_text(code)
+
     # An experiment the tool started and did not see end (its params are still in the workspace,
-    # its outputs gone, as DVC leaves them): run puts HEAD's results back and runs every setting.
+    # its outputs gone, as DVC leaves them): run puts HEAD's results back and runs it.
     params = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(params.replace("epochs: 1", "epochs: 2", 1))
     shutil.rmtree(repo / "plots/train_dropout")
     with pytest.raises(tool.AblationError, match="params.yaml differs from HEAD"):
         tool.main(["run"])  # not the tool's own: refused
     branch = run(repo, "git", "symbolic-ref", "HEAD").stdout.strip()
-    (repo / tool.RUNNING).write_text(f"dropout_40\n{branch}\n")
+    (repo / tool.RUNNING).parent.mkdir(exist_ok=True)
+    (repo / tool.RUNNING).write_text(f"ablation-dropout_40-seed0\n{branch}\n")
     git(repo, "checkout", "-q", "--detach")  # as a killed `dvc exp run` leaves it
-    tool.main(["run"])
-    ran = re.findall(r"ablation: (\w+): dvc exp run", capsys.readouterr().out)
-    assert ran == [s.name for s in SETTINGS if s.overrides]
+    tool.main(["run", "--max", "1"])
+    ran = re.findall(r"ablation: ablation-(\S+): dvc exp run .* (\S+)\n", capsys.readouterr().out)
+    assert ran == [("dropout_40-seed0", "evaluate_test@dropout")]
     assert not (repo / tool.RUNNING).exists() and (repo / "params.yaml").read_text() == params
     assert run(repo, "git", "status", "--porcelain", "--untracked-files=no").stdout == ""
-    assert dvc(repo, "status", "--quiet", check=False).returncode == 0
+    assert tool._study_changes() == []
     assert run(repo, "git", "symbolic-ref", "HEAD").stdout.strip() == branch
-    git(repo, "commit", "-q", "--allow-empty", "-m", "the README's figures")  # dvc.lock unchanged
-    tool.main(["run"])  # every setting has its experiment, on the study's earlier commit: nothing runs
+    tool.main(["table"])
+    first = list(csv.DictReader((repo / tool.CSV).open()))
+    assert [(r["setting"], r["seed"]) for r in first] == [
+        *((s.name, seed) for s in SETTINGS if not s.overrides for seed in "01"),
+        ("dropout_40", "0"),
+    ]
+    git(repo, "add", str(tool.CSV))
+    git(repo, "commit", "-qm", "the ablation's first run")  # dvc.lock unchanged: the same study
+
+    # A fresh clone again: the committed table holds dropout_40's seed 0, no experiment does.
+    refs = run(repo, "git", "for-each-ref", "--format=%(refname)", "refs/exps").stdout.split()
+    assert refs
+    for ref in refs:
+        git(repo, "update-ref", "-d", ref)
+    tool.main(["run"])
+    ran = re.findall(r"ablation: ablation-(\S+): dvc exp run", capsys.readouterr().out)
+    assert ran == [
+        "dropout_40_fc05-seed0", "staged_aug-seed0",
+        "dropout_40-seed1", "dropout_40_fc05-seed1", "staged_aug-seed1",
+        "baseline_40-seed0", "baseline_40-seed1",
+    ]  # fmt: skip
+    tool.main(["run"])  # every setting and seed has its run: nothing runs
     assert "dvc exp run" not in capsys.readouterr().out
 
     tool.main(["table"])
@@ -264,6 +296,7 @@ def test_run_makes_one_experiment_per_setting_and_table_reads_every_run(
     assert list(table[0]) == list(COLUMNS)
     assert [(r["setting"], r["seed"]) for r in table] == [(s.name, seed) for s in SETTINGS for seed in "01"]
     by_setting = {(r["setting"], r["seed"]): r for r in table}
+    assert by_setting[("dropout_40", "0")] == first[-1]  # from the committed table
     head = {r["seed"]: r for r in read_at(RUNS, "HEAD", "dropout")}
     assert [float(by_setting[("dropout", seed)]["best_val_acc"]) for seed in "01"] == [
         head[seed]["best_val_acc"] for seed in (0, 1)
@@ -274,7 +307,27 @@ def test_run_makes_one_experiment_per_setting_and_table_reads_every_run(
     staged_aug = by_setting[("staged_aug", "0")]
     assert (staged_aug["epochs"], staged_aug["crop_padding"], staged_aug["flip"]) == ("1", "4", "True")
 
+    # A committed row that its experiment contradicts is refused, not overwritten.
+    edited = (repo / tool.CSV).read_text().replace(",".join(staged_aug.values()), ",".join(
+        [*list(staged_aug.values())[:-1], "0.999"]
+    ))  # fmt: skip
+    (repo / tool.CSV).write_text(edited)
+    git(repo, "commit", "-qam", "an edited row")
+    with pytest.raises(tool.AblationError, match="ablation-staged_aug-seed0 at .* differs from its row"):
+        tool.main(["table"])
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+
+    tool.main(["table"])
     tool.main(["analyze"])
     analysis = (repo / tool.ANALYSIS).read_text()
     assert all(c.label in analysis for c in COMPARISONS)
     assert "Shares of staged dropout's gain over uniform dropout" in analysis
+
+
+def test_run_refuses_a_setting_it_does_not_know() -> None:
+    tool = load_tool()
+    with pytest.raises(tool.AblationError, match="dropout_80 is not an ablation setting: the settings are"):
+        tool._plan([0, 1], ["dropout_80"])
+    order = [(setting.name, seed) for setting, seed in tool._plan([0, 1], [])]
+    assert order[:3] == [("dropout_40", 0), ("dropout_40_fc05", 0), ("staged_aug", 0)]
+    assert order[-2:] == [("baseline_40", 0), ("baseline_40", 1)]  # optional: after every other

@@ -1,21 +1,34 @@
 """The epoch-matched ablation (convlab.ablation): run its experiments, table every run, analyse.
 
-    python tools/ablation.py run        # each setting not yet run: dvc exp run -n ablation-<setting>
+    python tools/ablation.py run        # each setting and seed not yet run, one experiment each:
+                                        #   dvc exp run -n ablation-<setting>-seed<N>
     python tools/ablation.py table      # report/ablation.csv: one row per setting and seed
     python tools/ablation.py analyze    # report/ablation.md: the paired comparisons, from the CSV
 
-`run` needs the committed study at HEAD (`dvc status` clean, its results committed): each
-experiment then re-trains its one variant, with the study's seeds, and nothing else. Experiments
-run one at a time in this workspace; before each, the workspace is put back to HEAD's results
-(params, lock, metrics, plots and DVC outputs), so no setting starts from another's params. So
-`run` refuses to start over results that differ from HEAD's, unless they are its own: an
-experiment it started and did not see end (stopped, killed, failed) is named in RUNNING, and
-`run` started again puts HEAD's results back and resumes it per seed and epoch.
+One experiment per setting and seed, not per setting: an experiment lives only in this
+repository's .git and its resume state on this machine, and a machine may be lent for a few hours
+only; a seed's run (an hour on a 2-core CPU) lands in report/ablation.csv with `table`, to be
+committed, long before a five-seed setting would end. `run` skips a setting and seed that HEAD's
+report/ablation.csv or a finished experiment already holds, so the ablation goes on from a fresh
+clone; it runs the study's seeds seed by seed (every setting's seed 0, then seed 1, ...), so the
+paired comparisons grow together, and optional settings (baseline_40) after all the others.
+
+`run` needs the study committed at HEAD: its results committed, and nothing that decides them
+(code, params, commands) changed since; DVC's outputs may be absent (a fresh clone has no cache):
+each experiment re-makes its variant's, with the data they need. Each experiment re-trains one
+variant for one seed (`-S seed=N -S train.seeds=1`: the same initial weights and order as the
+study's run of seed N) and tests it (`dvc exp run ... evaluate_test@<variant>`), nothing else.
+Experiments run one at a time in this workspace; before each, the workspace is put back to HEAD's
+results (params, lock, metrics, plots and DVC outputs), so no setting starts from another's
+params. So `run` refuses to start over results that differ from HEAD's, unless they are its own:
+an experiment it started and did not see end (stopped, killed, failed) is named in RUNNING, and
+`run` started again puts HEAD's results back and resumes it per epoch.
 `dvc exp run` detaches HEAD while it runs and puts the branch back when it ends or is stopped;
 killed, it leaves HEAD detached, where a commit would land on no branch. RUNNING also names the
 branch, and `run` started again puts HEAD back on it (if the branch is still where HEAD is).
-`table` reads the study's runs from HEAD and each setting's from its experiment's commit (plots
-are git-tracked, so every experiment commit holds its own).
+`table` reads the study's runs from HEAD and each ablation run from its experiment's commit (plots
+are git-tracked, so every experiment commit holds its own), or, where this clone has no such
+experiment, from HEAD's report/ablation.csv; a run both hold must read the same in both.
 An experiment belongs to the study of the commit it was run on; a later commit that leaves
 dvc.lock as it is (docs, tools, a note) holds the same study, so the experiments of those commits
 still count: the ablation outlives any number of such commits. Commit only while it is stopped
@@ -36,15 +49,18 @@ from typing import Any
 from convlab.ablation import COLUMNS, SETTINGS, Setting, markdown
 from convlab.atomic import write_text
 from convlab.errors import ConvlabError, run_stage
-from convlab.params import parse_params
+from convlab.params import Params, parse_params
 from convlab.stage_files import RUNS, TESTS, read_at
 
 CSV = Path("report/ablation.csv")
 ANALYSIS = Path("report/ablation.md")
 PREFIX = "ablation-"
 HEAD_RESULTS = ["params.yaml", "dvc.lock", "metrics", "plots", "report"]
-# The setting whose experiment run started, until it ends, and the branch HEAD was on (or its commit).
+# The experiment run started, until it ends, and the branch HEAD was on (or its commit).
 RUNNING = Path(".convlab/ablation-running")
+# Status a stage may show while the study at HEAD is whole: outputs this clone lacks (no DVC
+# cache) or holds from an experiment; code, params or a command changed is another study.
+OUTPUT_STATES = {"not in cache", "deleted", "modified", "new"}
 
 
 class AblationError(ConvlabError):
@@ -124,6 +140,28 @@ def _reattach_head() -> None:
     _run("git", "symbolic-ref", "HEAD", branch)
 
 
+def _study_changes() -> list[str]:
+    """What `dvc status` shows beyond outputs: a changed dependency that no stage makes (code,
+    data given by hand), changed params, a changed command. Empty when HEAD's study is whole."""
+    status = json.loads(_dvc("status", "--json").stdout or "{}")
+    entries = [entry for changes in status.values() for entry in changes if isinstance(entry, dict)]
+    outputs = {path for entry in entries for path in entry.get("changed outs", {})}
+    found = []
+    for stage, changes in status.items():
+        for entry in changes:
+            if not isinstance(entry, dict):
+                found.append(f"{stage}: {entry}")
+                continue
+            for kind, paths in entry.items():
+                for path, state in paths.items() if isinstance(paths, dict) else [(paths, "")]:
+                    if kind == "changed outs" and state in OUTPUT_STATES:
+                        continue
+                    if kind == "changed deps" and state in OUTPUT_STATES and path in outputs:
+                        continue
+                    found.append(f"{stage}: {kind} {path} {state}".rstrip())
+    return found
+
+
 def _check_study() -> None:
     """Refuse before any change: results that differ from HEAD's and are not run's own would be
     lost to _head_results; a HEAD whose study is not whole has nothing to compare against."""
@@ -137,32 +175,74 @@ def _check_study() -> None:
                 "(run puts HEAD's results back before each experiment, and would lose these)"
             )
     _head_results()
-    if _dvc("status", "--quiet", check=False).returncode != 0:
+    changes = _study_changes()
+    if changes:
         raise AblationError(
-            "the study at HEAD is not committed whole (dvc status is not clean): "
+            f"the study at HEAD is not committed whole ({changes[0]}): "
             "run dvc repro and commit its results first"
         )
 
 
-def run(only: list[str]) -> None:
+def _head_params() -> Params:
+    from ruamel.yaml import YAML
+
+    return parse_params(YAML(typ="safe", pure=True).load(_run("git", "show", "HEAD:params.yaml").stdout))
+
+
+def experiment_name(setting: str, seed: int) -> str:
+    return f"{PREFIX}{setting}-seed{seed}"
+
+
+def _committed() -> dict[tuple[str, int], dict[str, str]]:
+    """The runs HEAD's report/ablation.csv holds, by setting and seed (none before the first)."""
+    shown = _run("git", "show", f"HEAD:{CSV.as_posix()}", check=False)
+    if shown.returncode != 0:
+        return {}
+    rows = list(csv.DictReader(io.StringIO(shown.stdout)))
+    if rows and list(rows[0]) != list(COLUMNS):
+        raise AblationError(f"HEAD:{CSV} has columns {', '.join(rows[0])}, not {', '.join(COLUMNS)}")
+    try:
+        return {(row["setting"], int(row["seed"])): row for row in rows}
+    except (TypeError, ValueError):
+        raise AblationError(f"HEAD:{CSV} is damaged: a seed that is not a whole number") from None
+
+
+def _plan(seeds: list[int], only: list[str]) -> list[tuple[Setting, int]]:
+    """Every ablation run in the order run makes them: seed by seed, optional settings last."""
+    unknown = sorted(set(only) - {s.name for s in SETTINGS if s.overrides})
+    if unknown:
+        names = ", ".join(s.name for s in SETTINGS if s.overrides)
+        raise AblationError(f"{unknown[0]} is not an ablation setting: the settings are {names}")
+    return [
+        (setting, seed)
+        for optional in (False, True)
+        for seed in seeds
+        for setting in SETTINGS
+        if setting.overrides and setting.optional == optional and (not only or setting.name in only)
+    ]
+
+
+def run(only: list[str], limit: int | None) -> None:
     _check_study()
-    done = experiments()
-    for setting in SETTINGS:
-        if not setting.overrides or (only and setting.name not in only) or PREFIX + setting.name in done:
-            continue
-        # The workspace holds HEAD's results here (_check_study, or the last setting's end), so
-        # this setting starts from the committed params alone.
-        overrides = [arg for key, value in setting.overrides.items() for arg in ("-S", f"{key}={value}")]
-        print(
-            f"ablation: {setting.name}: dvc exp run -n {PREFIX}{setting.name} {' '.join(overrides)}",
-            flush=True,
-        )
-        write_text(RUNNING, f"{setting.name}\n{_head_ref()}\n")
-        command = [sys.executable, "-m", "dvc", "exp", "run", "-n", PREFIX + setting.name, *overrides]
+    done, committed = experiments(), _committed()
+    todo = [
+        (setting, seed)
+        for setting, seed in _plan(_head_params().run_seeds, only)
+        if experiment_name(setting.name, seed) not in done and (setting.name, seed) not in committed
+    ]
+    print(f"ablation: {len(todo)} runs to make", flush=True)
+    for setting, seed in todo[:limit]:
+        # The workspace holds HEAD's results here (_check_study, or the last run's end), so this
+        # run starts from the committed params alone.
+        name = experiment_name(setting.name, seed)
+        overrides = {**setting.overrides, "seed": seed, "train.seeds": 1}
+        arguments = [arg for key, value in overrides.items() for arg in ("-S", f"{key}={value}")]
+        target = f"evaluate_test@{setting.variant}"
+        print(f"ablation: {name}: dvc exp run -n {name} {' '.join(arguments)} {target}", flush=True)
+        write_text(RUNNING, f"{name}\n{_head_ref()}\n")
+        command = [sys.executable, "-m", "dvc", "exp", "run", "-n", name, *arguments, target]
         if subprocess.run(command, check=False).returncode != 0:
-            raise AblationError(
-                f"the experiment of {setting.name} failed; `python tools/ablation.py run` resumes it"
-            )
+            raise AblationError(f"the experiment {name} failed; `python tools/ablation.py run` resumes it")
         _head_results()
         RUNNING.unlink()
 
@@ -195,18 +275,37 @@ def _rows(setting: Setting, rev: str) -> list[dict[str, Any]]:
     ]
 
 
+def _as_written(row: dict[str, Any]) -> dict[str, str]:
+    return {key: str(row[key]) for key in COLUMNS}
+
+
 def table() -> None:
-    done = experiments()
+    done, committed = experiments(), _committed()
     head = _run("git", "rev-parse", "HEAD").stdout.strip()
-    rows = []
+    seeds = _head_params().run_seeds
+    rows = [row for setting in SETTINGS if not setting.overrides for row in _rows(setting, head)]
+    missing = []
     for setting in SETTINGS:
-        rev = head if not setting.overrides else done.get(PREFIX + setting.name)
-        if rev is None:
-            print(f"ablation: {setting.name} has no experiment yet (python tools/ablation.py run)")
-            continue
-        rows += _rows(setting, rev)
-    if not rows:
-        raise AblationError("no runs to table")
+        for seed in seeds if setting.overrides else []:
+            name = experiment_name(setting.name, seed)
+            if name not in done:
+                if (setting.name, seed) in committed:
+                    rows.append(committed[(setting.name, seed)])
+                else:
+                    missing.append(name)
+                continue
+            made = [_as_written(row) for row in _rows(setting, done[name])]
+            if [row["seed"] for row in made] != [str(seed)]:
+                ran = ", ".join(row["seed"] for row in made)
+                raise AblationError(f"{name} at {done[name][:7]} ran seeds {ran}, not {seed} alone")
+            if committed.get((setting.name, seed), made[0]) != made[0]:
+                raise AblationError(
+                    f"{name} at {done[name][:7]} differs from its row in HEAD:{CSV}: "
+                    "the row was edited, or the experiment is another study's"
+                )
+            rows.append(made[0])
+    if missing:
+        print(f"ablation: {len(missing)} runs not made yet, first {missing[0]} (tools/ablation.py run)")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n")
     writer.writeheader()
@@ -234,8 +333,11 @@ def main(argv: list[str]) -> None:
     )
     parser.add_argument("command", choices=["run", "table", "analyze"])
     parser.add_argument("--only", nargs="+", default=[], metavar="SETTING", help="run: only these settings")
+    parser.add_argument("--max", type=int, default=None, metavar="N", help="run: at most N experiments")
     args = parser.parse_args(argv)
-    {"run": lambda: run(args.only), "table": table, "analyze": analyze}[args.command]()
+    if args.max is not None and args.max < 1:
+        parser.error(f"--max must be 1 or more, got {args.max}")
+    {"run": lambda: run(args.only, args.max), "table": table, "analyze": analyze}[args.command]()
 
 
 if __name__ == "__main__":
