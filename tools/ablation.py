@@ -183,10 +183,10 @@ def _check_study() -> None:
         )
 
 
-def _head_params() -> Params:
+def _params_at(rev: str) -> Params:
     from ruamel.yaml import YAML
 
-    return parse_params(YAML(typ="safe", pure=True).load(_run("git", "show", "HEAD:params.yaml").stdout))
+    return parse_params(YAML(typ="safe", pure=True).load(_run("git", "show", f"{rev}:params.yaml").stdout))
 
 
 def experiment_name(setting: str, seed: int) -> str:
@@ -227,7 +227,7 @@ def run(only: list[str], limit: int | None) -> None:
     done, committed = experiments(), _committed()
     todo = [
         (setting, seed)
-        for setting, seed in _plan(_head_params().run_seeds, only)
+        for setting, seed in _plan(_params_at("HEAD").run_seeds, only)
         if experiment_name(setting.name, seed) not in done and (setting.name, seed) not in committed
     ]
     print(f"ablation: {len(todo)} runs to make", flush=True)
@@ -249,10 +249,7 @@ def run(only: list[str], limit: int | None) -> None:
 
 def _rows(setting: Setting, rev: str) -> list[dict[str, Any]]:
     """The setting's runs at rev: params from its params.yaml, accuracies from its plots."""
-    from ruamel.yaml import YAML
-
-    params = parse_params(YAML(typ="safe", pure=True).load(_run("git", "show", f"{rev}:params.yaml").stdout))
-    variant = params.variant(setting.variant)
+    variant = _params_at(rev).variant(setting.variant)
     runs = read_at(RUNS, rev, setting.variant)
     tests = {row["seed"]: row["test_acc"] for row in read_at(TESTS, rev, setting.variant)}
     if sorted(tests) != sorted(row["seed"] for row in runs):
@@ -282,7 +279,7 @@ def _as_written(row: dict[str, Any]) -> dict[str, str]:
 def table() -> None:
     done, committed = experiments(), _committed()
     head = _run("git", "rev-parse", "HEAD").stdout.strip()
-    seeds = _head_params().run_seeds
+    seeds = _params_at("HEAD").run_seeds
     rows = [row for setting in SETTINGS if not setting.overrides for row in _rows(setting, head)]
     missing = []
     for setting in SETTINGS:
