@@ -227,6 +227,7 @@ def test_run_makes_one_experiment_per_setting_and_seed_and_goes_on_from_the_comm
     for name, value in environment().items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(repo)
+    (repo / tool.CSV).unlink(missing_ok=True)  # the project's own runs: not this small study's
     dvc(repo, "repro")
 
     # The study's results are not committed: run would lose them, so it changes nothing.
