@@ -18,6 +18,7 @@ from project import PROJECT, copy_project, dvc, environment, git, run
 
 from convlab.ablation import COLUMNS, COMPARISONS, SETTINGS, STEPS, TOTAL, Setting, compare, markdown
 from convlab.cifar import file_md5
+from convlab.runtime import described_precision
 from convlab.stage_files import RUNS, DamagedInputError, read_at
 from convlab.stats import holm, paired_difference
 from convlab.synthetic import write_archive
@@ -262,8 +263,9 @@ def test_run_makes_one_experiment_per_setting_and_seed_and_goes_on_from_the_comm
     (repo / tool.RUNNING).write_text(f"ablation-dropout_40-seed0\n{branch}\n")
     git(repo, "checkout", "-q", "--detach")  # as a killed `dvc exp run` leaves it
     tool.main(["run", "--max", "1"])
-    ran = re.findall(r"ablation: ablation-(\S+): dvc exp run .* (\S+)\n", capsys.readouterr().out)
-    assert ran == [("dropout_40-seed0", "evaluate_test@dropout")]
+    ran = re.findall(r"ablation: ablation-(\S+): dvc exp run .*-S (\S+) (\S+)\n", capsys.readouterr().out)
+    study_precision = described_precision(read_at(RUNS, "HEAD", "dropout")[0]["runtime"])
+    assert ran == [("dropout_40-seed0", f"train.precision={study_precision}", "evaluate_test@dropout")]
     assert not (repo / tool.RUNNING).exists() and (repo / "params.yaml").read_text() == params
     assert run(repo, "git", "status", "--porcelain", "--untracked-files=no").stdout == ""
     assert tool._study_changes() == []
@@ -318,11 +320,33 @@ def test_run_makes_one_experiment_per_setting_and_seed_and_goes_on_from_the_comm
         tool.main(["table"])
     git(repo, "reset", "-q", "--hard", "HEAD~1")
 
+    # A run in other arithmetic than the study's run of its seed is no pair: refused, as is a
+    # study whose runs trained in two precisions (no setting could pair with both).
+    other = {"fp32": "bf16", "bf16": "fp32"}[study_precision]
+    with monkeypatch.context() as patched:
+        patched.setattr(tool, "study_precision", lambda variant: other)
+        refusal = f"trained in {study_precision}, the study's dropout runs in {other}: not a pair"
+        with pytest.raises(tool.AblationError, match=refusal):
+            tool.main(["table"])
+    runs = repo / RUNS.path("dropout")
+    lines = runs.read_text().splitlines(keepends=True)
+    runs.write_text("".join([*lines[:-1], lines[-1].replace(f" {study_precision} ", f" {other} ")]))
+    git(repo, "commit", "-qam", "a study in two precisions")
+    with pytest.raises(tool.AblationError, match="dropout runs trained in bf16 and fp32, not one precision"):
+        tool.main(["table"])
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+
     tool.main(["table"])
     tool.main(["analyze"])
     analysis = (repo / tool.ANALYSIS).read_text()
     assert all(c.label in analysis for c in COMPARISONS)
-    assert "Shares of staged dropout's gain over uniform dropout" in analysis
+    # Shares of a gain exist where there is one: this tiny study may train both variants to the
+    # same test accuracy on some CPUs (bf16 on one, fp32 on another).
+    gain = sum(
+        float(by_setting[("staged_dropout", s)]["test_acc"]) - float(by_setting[("dropout", s)]["test_acc"])
+        for s in "01"
+    )
+    assert ("Shares of staged dropout's gain over uniform dropout" in analysis) == (gain != 0)
 
 
 def test_run_refuses_a_setting_it_does_not_know() -> None:

@@ -17,7 +17,10 @@ paired comparisons grow together, and optional settings (baseline_40) after all 
 (code, params, commands) changed since; DVC's outputs may be absent (a fresh clone has no cache):
 each experiment re-makes its variant's, with the data they need. Each experiment re-trains one
 variant for one seed (`-S seed=N -S train.seeds=1`: the same initial weights and order as the
-study's run of seed N) and tests it (`dvc exp run ... evaluate_test@<variant>`), nothing else.
+study's run of seed N), in the precision the study's runs trained in (`-S train.precision=...`:
+'auto' picks by the machine, bf16 where the CPU has native bf16, and a run in other arithmetic
+drifts from the study's run of its seed from the first step), and tests it
+(`dvc exp run ... evaluate_test@<variant>`), nothing else.
 Experiments run one at a time in this workspace; before each, the workspace is put back to HEAD's
 results (params, lock, metrics, plots and DVC outputs), so no setting starts from another's
 params. So `run` refuses to start over results that differ from HEAD's, unless they are its own:
@@ -50,6 +53,7 @@ from convlab.ablation import COLUMNS, SETTINGS, Setting, markdown
 from convlab.atomic import write_text
 from convlab.errors import ConvlabError, run_stage
 from convlab.params import Params, parse_params
+from convlab.runtime import described_precision
 from convlab.stage_files import RUNS, TESTS, read_at
 
 CSV = Path("report/ablation.csv")
@@ -222,6 +226,23 @@ def _plan(seeds: list[int], only: list[str]) -> list[tuple[Setting, int]]:
     ]
 
 
+def study_precision(variant: str) -> str:
+    """The precision the study's runs of `variant` trained in, as HEAD's runs.csv records it."""
+    found = set()
+    for row in read_at(RUNS, "HEAD", variant):
+        try:
+            found.add(described_precision(row["runtime"]))
+        except ValueError as error:
+            raise AblationError(f"HEAD's {variant} run of seed {row['seed']}: {error}") from None
+    if len(found) != 1:
+        raise AblationError(
+            f"the study's {variant} runs trained in {' and '.join(sorted(found)) or 'nothing'}, "
+            "not one precision: no ablation run pairs with all of them; "
+            "re-run the study on one kind of machine"
+        )
+    return found.pop()
+
+
 def run(only: list[str], limit: int | None) -> None:
     _check_study()
     done, committed = experiments(), _committed()
@@ -235,7 +256,8 @@ def run(only: list[str], limit: int | None) -> None:
         # The workspace holds HEAD's results here (_check_study, or the last run's end), so this
         # run starts from the committed params alone.
         name = experiment_name(setting.name, seed)
-        overrides = {**setting.overrides, "seed": seed, "train.seeds": 1}
+        precision = study_precision(setting.variant)
+        overrides = {**setting.overrides, "seed": seed, "train.seeds": 1, "train.precision": precision}
         arguments = [arg for key, value in overrides.items() for arg in ("-S", f"{key}={value}")]
         target = f"evaluate_test@{setting.variant}"
         print(f"ablation: {name}: dvc exp run -n {name} {' '.join(arguments)} {target}", flush=True)
@@ -267,6 +289,7 @@ def _rows(setting: Setting, rev: str) -> list[dict[str, Any]]:
             "seed": row["seed"],
             "best_val_acc": row["best_val_acc"],
             "test_acc": tests[row["seed"]],
+            "precision": described_precision(row["runtime"]),
         }
         for row in runs
     ]
@@ -280,7 +303,7 @@ def table() -> None:
     done, committed = experiments(), _committed()
     head = _run("git", "rev-parse", "HEAD").stdout.strip()
     seeds = _params_at("HEAD").run_seeds
-    rows = [row for setting in SETTINGS if not setting.overrides for row in _rows(setting, head)]
+    rows = [_as_written(row) for setting in SETTINGS if not setting.overrides for row in _rows(setting, head)]
     missing = []
     for setting in SETTINGS:
         for seed in seeds if setting.overrides else []:
@@ -291,10 +314,17 @@ def table() -> None:
                 else:
                     missing.append(name)
                 continue
-            made = [_as_written(row) for row in _rows(setting, done[name])]
-            if [row["seed"] for row in made] != [str(seed)]:
-                ran = ", ".join(row["seed"] for row in made)
-                raise AblationError(f"{name} at {done[name][:7]} ran seeds {ran}, not {seed} alone")
+            ran = _rows(setting, done[name])
+            if [row["seed"] for row in ran] != [seed]:
+                seeds_ran = ", ".join(str(row["seed"]) for row in ran)
+                raise AblationError(f"{name} at {done[name][:7]} ran seeds {seeds_ran}, not {seed} alone")
+            study = study_precision(setting.variant)
+            if ran[0]["precision"] != study:
+                raise AblationError(
+                    f"{name} at {done[name][:7]} trained in {ran[0]['precision']}, the study's "
+                    f"{setting.variant} runs in {study}: not a pair; `dvc exp remove {name}` and run it again"
+                )
+            made = [_as_written(row) for row in ran]
             if committed.get((setting.name, seed), made[0]) != made[0]:
                 raise AblationError(
                     f"{name} at {done[name][:7]} differs from its row in HEAD:{CSV}: "
