@@ -8,9 +8,11 @@ import csv
 import dataclasses
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -163,6 +165,33 @@ def commit(repo: Path, path: str, text: str) -> None:
     (repo / path).write_text(text)
     git(repo, "add", path)
     git(repo, "commit", "-qm", path)
+
+
+def test_heads_results_come_back_where_git_takes_a_rewritten_file_for_heads(tmp_path: Path) -> None:
+    """An index entry whose size, inode and times match a file rewritten after it (as `dvc exp run`
+    can leave one) hides the change from git; HEAD's content comes back all the same."""
+    tool = load_tool()
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "config", "core.trustctime", "false")  # the rewrite below changes ctime
+    for path in ["params.yaml", "dvc.lock", "metrics/train_dropout.json", "report/report.md"]:
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        commit(tmp_path, path, f"{path}\n")
+    plot = tmp_path / "plots/test/dropout.csv"
+    plot.parent.mkdir(parents=True)
+    past = time.time_ns() - 100 * 10**9  # before the index is written: not "racily clean"
+    plot.write_text("seed,test_acc\n0,0.28\n")
+    os.utime(plot, ns=(past, past))
+    commit(tmp_path, "plots/test/dropout.csv", plot.read_text())
+    os.utime(plot, ns=(past, past))
+    git(tmp_path, "add", "plots")  # the index records the past time
+    with plot.open("r+") as rewrite:  # in place: the same inode and size
+        rewrite.write("seed,test_acc\n0,0.31\n")
+    os.utime(plot, ns=(past, past))
+    assert run(tmp_path, "git", "status", "--porcelain").stdout == ""  # git is blind to it
+    with contextlib.chdir(tmp_path):
+        tool._head_results()
+    assert plot.read_text() == "seed,test_acc\n0,0.28\n"
+    assert run(tmp_path, "git", "status", "--porcelain").stdout == ""
 
 
 def test_the_commits_since_dvc_lock_last_changed_hold_the_study(tmp_path: Path) -> None:

@@ -115,7 +115,10 @@ def experiments() -> dict[str, str]:
 
 def _head_results() -> None:
     """Put HEAD's params and results back in the workspace, DVC's outputs too (what the cache
-    lacks, the next experiment makes)."""
+    lacks, the next experiment makes). Their index entries go first: `dvc exp run` can leave an
+    entry whose size, inode and second match a file it rewrote after it, which git then takes
+    for HEAD's and `git checkout` skips."""
+    _run("git", "rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *HEAD_RESULTS)
     _run("git", "checkout", "HEAD", "--", *HEAD_RESULTS)
     _dvc("checkout", "--quiet", check=False)
 
