@@ -16,11 +16,22 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from project import PROJECT, copy_project, dvc, environment, git, run
 
-from convlab.ablation import COLUMNS, COMPARISONS, SETTINGS, STEPS, TOTAL, Setting, compare, markdown
+from convlab.ablation import (
+    COLUMNS,
+    COMPARISONS,
+    SETTINGS,
+    STEPS,
+    TOTAL,
+    Setting,
+    compare,
+    described_precision,
+    markdown,
+)
 from convlab.cifar import file_md5
-from convlab.runtime import described_precision
+from convlab.runtime import Runtime
 from convlab.stage_files import RUNS, DamagedInputError, read_at
 from convlab.stats import holm, paired_difference
 from convlab.synthetic import write_archive
@@ -112,6 +123,19 @@ def test_analyze_writes_the_analysis_of_the_csv(tmp_path: Path, capsys: pytest.C
         tool.main(["analyze"])
 
 
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+@pytest.mark.parametrize("device", ["cpu", "cuda:1"])
+def test_the_precision_a_run_records_reads_back(dtype: torch.dtype | None, device: str) -> None:
+    runtime = Runtime(torch.device(device), dtype, channels_last=False, compile=True)
+    assert described_precision(runtime.describe()) == runtime.precision
+
+
+@pytest.mark.parametrize("text", ["", "cpu", "cpu fp16 NCHW", "fp32 cpu channels-last"])
+def test_a_record_without_a_precision_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="names no precision"):
+        described_precision(text)
+
+
 def test_a_table_is_read_as_a_commit_holds_it(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     path = tmp_path / RUNS.path("dropout")
@@ -192,6 +216,16 @@ def test_heads_results_come_back_where_git_takes_a_rewritten_file_for_heads(tmp_
         tool._head_results()
     assert plot.read_text() == "seed,test_acc\n0,0.28\n"
     assert run(tmp_path, "git", "status", "--porcelain").stdout == ""
+
+
+@pytest.mark.slow
+def test_the_committed_study_is_the_codes() -> None:
+    """dvc.lock names the code, params and commands this project's committed results were made
+    with. A change to any stage's dependency leaves every published figure and the ablation's
+    pairs behind the code: it lands with the study re-run and committed, or not at all."""
+    tool = load_tool()
+    with contextlib.chdir(PROJECT):
+        assert tool._study_changes() == []
 
 
 def test_the_commits_since_dvc_lock_last_changed_hold_the_study(tmp_path: Path) -> None:

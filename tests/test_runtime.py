@@ -1,13 +1,12 @@
 """train.precision 'auto' takes bf16 exactly where the CPU multiplies bf16 in hardware, from the
-CPU's feature flags (never from timings), and says why; explicit choices are obeyed; the
-precision a run records is read back from its record."""
+CPU's feature flags (never from timings), and says why; explicit choices are obeyed."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from convlab.runtime import Runtime, choose_precision, described_precision, native_bf16_feature
+from convlab.runtime import choose_precision, native_bf16_feature
 
 # Abridged /proc/cpuinfo texts of each family, flags as Linux prints them.
 SAPPHIRE_RAPIDS = """processor\t: 0
@@ -83,16 +82,3 @@ def test_explicit_precision_is_obeyed(feature: str | None) -> None:
     cpu = torch.device("cpu")
     assert choose_precision("fp32", cpu, feature) == (None, "train.precision = fp32")
     assert choose_precision("bf16", cpu, feature) == (torch.bfloat16, "train.precision = bf16")
-
-
-@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
-@pytest.mark.parametrize("device", ["cpu", "cuda:1"])
-def test_the_recorded_precision_reads_back(dtype: torch.dtype | None, device: str) -> None:
-    runtime = Runtime(torch.device(device), dtype, channels_last=False, compile=True)
-    assert described_precision(runtime.describe()) == runtime.precision
-
-
-@pytest.mark.parametrize("text", ["", "cpu", "cpu fp16 NCHW", "fp32 cpu channels-last"])
-def test_a_record_without_a_precision_is_refused(text: str) -> None:
-    with pytest.raises(ValueError, match="names no precision"):
-        described_precision(text)

@@ -49,11 +49,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from convlab.ablation import COLUMNS, SETTINGS, Setting, markdown
+from convlab.ablation import COLUMNS, SETTINGS, Setting, described_precision, markdown
 from convlab.atomic import write_text
 from convlab.errors import ConvlabError, run_stage
 from convlab.params import Params, parse_params
-from convlab.runtime import described_precision
 from convlab.stage_files import RUNS, TESTS, read_at
 
 CSV = Path("report/ablation.csv")

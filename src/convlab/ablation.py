@@ -53,6 +53,17 @@ SETTINGS = (
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
+def described_precision(description: str) -> str:
+    """The precision a run's record names: the second word of the Runtime.describe() text in its
+    runs.csv row ('cpu fp32 channels-last' trained in fp32). ValueError where it names none.
+    Here, not beside describe() in runtime.py: that file decides the study's numbers (every train
+    stage depends on it), so a change there would leave the committed study behind its code."""
+    words = description.split()
+    if len(words) < 2 or words[1] not in ("fp32", "bf16"):
+        raise ValueError(f"{description!r} names no precision (a device, then fp32 or bf16)")
+    return words[1]
+
+
 @dataclass(frozen=True)
 class Comparison:
     label: str

@@ -46,15 +46,6 @@ class Runtime:
         return f"{self.device} {self.precision} {layout}{' compiled' if self.compile else ''}"
 
 
-def described_precision(description: str) -> str:
-    """The precision a run's record names: the second word of its Runtime.describe() text
-    ('cpu fp32 channels-last' trained in fp32). ValueError where it names none."""
-    words = description.split()
-    if len(words) < 2 or words[1] not in ("fp32", "bf16"):
-        raise ValueError(f"{description!r} names no precision (a device, then fp32 or bf16)")
-    return words[1]
-
-
 def native_bf16_feature(cpuinfo: str, machine: str) -> str | None:
     """The CPU feature that multiplies bf16 in hardware, named, e.g. 'AMX (amx_bf16)'; None where
     the CPU has none and bf16 would be emulated. `cpuinfo` is /proc/cpuinfo's text, `machine`
