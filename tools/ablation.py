@@ -2,7 +2,8 @@
 
     python tools/ablation.py run        # each setting and seed not yet run, one experiment each:
                                         #   dvc exp run -n ablation-<setting>-seed<N>
-    python tools/ablation.py table      # report/ablation.csv: one row per setting and seed
+    python tools/ablation.py table      # report/ablation.csv: one row per setting and seed, and
+                                        #   its analysis (below)
     python tools/ablation.py analyze    # report/ablation.md: the paired comparisons, from the CSV
 
 One experiment per setting and seed, not per setting: an experiment lives only in this
@@ -340,10 +341,13 @@ def table() -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text(CSV, buffer.getvalue())
-    print(f"ablation: wrote {CSV}, {len(rows)} runs")
+    # The analysis is a function of the table alone: written with it, it cannot be committed stale.
+    write_text(ANALYSIS, analysis())
+    print(f"ablation: wrote {CSV}, {len(rows)} runs, and its analysis, {ANALYSIS}")
 
 
-def analyze() -> None:
+def analysis() -> str:
+    """The analysis of report/ablation.csv, as report/ablation.md holds it."""
     try:
         rows = list(csv.DictReader(CSV.open()))
     except FileNotFoundError:
@@ -351,7 +355,11 @@ def analyze() -> None:
     for row in rows:
         row["seed"] = int(row["seed"])
         row["best_val_acc"], row["test_acc"] = float(row["best_val_acc"]), float(row["test_acc"])
-    text = markdown(rows)
+    return markdown(rows)
+
+
+def analyze() -> None:
+    text = analysis()
     write_text(ANALYSIS, text)
     print(text, end="")
 
