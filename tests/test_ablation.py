@@ -299,7 +299,8 @@ def test_run_makes_one_experiment_per_setting_and_seed_and_goes_on_from_the_comm
     for name, value in environment().items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(repo)
-    (repo / tool.CSV).unlink(missing_ok=True)  # the project's own runs: not this small study's
+    for own in (tool.CSV, tool.ANALYSIS):  # the project's own runs: not this small study's
+        (repo / own).unlink(missing_ok=True)
     dvc(repo, "repro")
 
     # The study's results are not committed: run would lose them, so it changes nothing.
@@ -347,7 +348,7 @@ def test_run_makes_one_experiment_per_setting_and_seed_and_goes_on_from_the_comm
         *((s.name, seed) for s in SETTINGS if not s.overrides for seed in "01"),
         ("dropout_40", "0"),
     ]
-    git(repo, "add", str(tool.CSV))
+    git(repo, "add", str(tool.CSV), str(tool.ANALYSIS))  # table wrote both
     git(repo, "commit", "-qm", "the ablation's first run")  # dvc.lock unchanged: the same study
 
     # A fresh clone again: the committed table holds dropout_40's seed 0, no experiment does.
