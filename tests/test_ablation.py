@@ -236,6 +236,39 @@ def test_the_committed_analysis_is_the_committed_tables() -> None:
         assert tool.analysis() == tool.ANALYSIS.read_text()
 
 
+# Where README.md and docs/results.md read the ablation: each paragraph starts with its marker and
+# runs to the next blank line.
+READINGS = {"README.md": "**Why staged dropout wins**", "docs/results.md": "**What it shows**"}
+
+
+def reading(path: str) -> str:
+    text = (PROJECT / path).read_text()
+    marker = READINGS[path]
+    assert marker in text, f"{path} has no paragraph starting {marker}"
+    return " ".join(text[text.index(marker) :].split("\n\n")[0].split())
+
+
+@pytest.mark.parametrize("path", sorted(READINGS))
+def test_the_published_reading_quotes_the_committed_analysis(path: str) -> None:
+    """Every difference, interval, p-value and percentage the README and docs quote of the ablation
+    is in report/ablation.md, a p quoted as "Holm p" in its Holm column: a run that moves a figure
+    (or adds a comparison, so moves every Holm p) cannot land with the old figure published."""
+    quoted = reading(path)
+    analysis = (PROJECT / "report/ablation.md").read_text()
+    rows = [line.split("|")[1:-1] for line in analysis.splitlines() if line.count("|") == 8]
+    p_column = {row[5].strip() for row in rows}
+    holm_column = {row[6].strip() for row in rows}
+    intervals = re.findall(r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]", quoted)
+    differences = re.findall(r"(?<![\d.])[+-]\d+\.\d\b", quoted)
+    p_values = re.findall(r"(Holm )?\bp (\d(?:[\d.e-]*\d)?)", quoted)
+    percents = re.findall(r"(?<![\d.])\d+(?:\.\d)?%", quoted)
+    assert intervals and p_values and percents, f"{path}: no figures found in its reading"
+    assert [i for i in intervals if i not in analysis] == []
+    assert [d for d in differences if not re.search(rf"(?<![\d.]){re.escape(d)}\b", analysis)] == []
+    assert [p for holm, p in p_values if p not in (holm_column if holm else p_column)] == []
+    assert [n for n in percents if not re.search(rf"(?<![\d.]){re.escape(n)}", analysis)] == []
+
+
 def test_the_commits_since_dvc_lock_last_changed_hold_the_study(tmp_path: Path) -> None:
     tool = load_tool()
     git(tmp_path, "init", "-q")
