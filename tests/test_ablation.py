@@ -254,10 +254,14 @@ def test_the_published_reading_quotes_the_committed_analysis(path: str) -> None:
     is in report/ablation.md, a p quoted as "Holm p" in its Holm column: a run that moves a figure
     (or adds a comparison, so moves every Holm p) cannot land with the old figure published."""
     quoted = reading(path)
-    analysis = (PROJECT / "report/ablation.md").read_text()
-    rows = [line.split("|")[1:-1] for line in analysis.splitlines() if line.count("|") == 8]
-    p_column = {row[5].strip() for row in rows}
-    holm_column = {row[6].strip() for row in rows}
+    analysis = (PROJECT / load_tool().ANALYSIS).read_text()
+    lines = analysis.splitlines()
+    header = next(i for i, line in enumerate(lines) if "| p (Holm) |" in line)
+    table = [line for line in lines[header:] if line.startswith("|")]
+    cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table]
+    names, rows = cells[0], cells[2:]  # cells[1] is the |---| line
+    p_column = {row[names.index("p")] for row in rows}
+    holm_column = {row[names.index("p (Holm)")] for row in rows}
     intervals = re.findall(r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]", quoted)
     differences = re.findall(r"(?<![\d.])[+-]\d+\.\d\b", quoted)
     p_values = re.findall(r"(Holm )?\bp (\d(?:[\d.e-]*\d)?)", quoted)
