@@ -40,12 +40,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    train_split, val_split, _ = split_dataset(read_archive(args.archive), 1000)
+    splits = split_dataset(read_archive(args.archive), 1000)
+    train_split, val_split = splits["train"], splits["val"]
     norm = normalization_stats(train_split.x, "standardize")
     params = load_params().train
     runtime = resolve_runtime(params)
     print(f"epoch_profile: {cpu_model()}, {runtime.describe()}, {torch.get_num_threads()} threads")
-    variant = VariantParams(1, 0.0, 0.0, 0.0)
+    variant = VariantParams(epochs=1, pool1=0.0, pool2=0.0, fc=0.0)
     state = RunState.fresh(variant, params, runtime, 0)
     step = make_step(state.model, state.optimizer, runtime)
     data = DeviceImages(train_split, norm, runtime)

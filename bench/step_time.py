@@ -144,7 +144,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params().train
     device = resolve_device(args.device)
-    params = TrainParams(**{**params.__dict__, "device": str(device)})
+    params = params.model_copy(update={"device": str(device)})
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     print(
         f"step_time: {device} ({where}), torch {torch.__version__}, {torch.get_num_threads()} threads, "

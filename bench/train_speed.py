@@ -209,7 +209,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         archive = args.archive or write_archive(Path(tmp) / "synthetic.tar.gz")
         data = read_archive(archive)
-    train_split, val_split, _ = split_dataset(data, 1000)
+    splits = split_dataset(data, 1000)
+    train_split, val_split = splits["train"], splits["val"]
     norm = normalization_stats(train_split.x, "standardize")
     images = data.x_train.reshape(-1, 3, 32, 32)
     train_params = load_params(args.params).train

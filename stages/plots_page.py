@@ -3,17 +3,17 @@ vega-lite and vega-embed inline, so the page they write draws with no network.
 
 `.dvc/config` names it (`plots.html_template`). DVC (dvc_render's HTML) replaces `{plot_divs}`
 with one div and script per chart, `{refresh_tag}` with nothing, and `{scripts}` with its CDN
-<script> tags; this template has no `{scripts}`, so those never reach the page. The file is a
-DVC output (cached, pushed, pulled), never committed: the JavaScript comes from
-vl-convert-python (see convlab.offline_page).
+<script> tags; this template has no `{scripts}`, so those never reach the page. The file is committed
+(a `cache: false` output), so `dvc plots show` and `dvc plots diff` work in a fresh clone with
+nothing run; the JavaScript in it comes from the pinned vl-convert-python (convlab.offline_page).
 """
 
 from __future__ import annotations
 
-from convlab.atomic import write_text
-from convlab.errors import ConvlabError, run_stage
+from convlab.errors import ConvlabError, run_main
 from convlab.offline_page import libraries, offline_page
-from convlab.stage_files import PLOTS_PAGE as TEMPLATE
+from convlab.outputs import PLOTS_PAGE as TEMPLATE
+from convlab.outputs import write_text
 
 PLOTS = "{plot_divs}"  # dvc_render.html.HTML's placeholders
 REFRESH = "{refresh_tag}"
@@ -37,4 +37,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("plots_page", main)
+    run_main("plots_page", main)

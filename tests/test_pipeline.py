@@ -1,141 +1,113 @@
-"""The real `dvc repro` on a small archive served over loopback HTTP, then `dvc exp run` variations."""
+"""The real pipeline on a small archive served over loopback HTTP: `dvc repro`, an experiment that
+re-runs one variant, the run cache, a sweep table, a fourth variant added as data, and a fresh
+clone that pulls everything from a read-only HTTP remote."""
 
 from __future__ import annotations
 
-import csv
+import ast
 import json
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
+import pandas as pd
 import pytest
+import yaml
+from helpers import PROJECT, copy_project, dvc, git, python, ran_stages, set_params
 from loopback import LoopbackServer
-from project import copy_project, dvc, git, ran_stages, run
 
 from convlab.cifar import file_md5
-from convlab.params import VARIANTS
-from convlab.stage_files import RUNS, TEST_METRIC, TESTS, VAL_METRIC, Metric
 from convlab.synthetic import write_archive
 
-pytestmark = pytest.mark.slow
-
-TRAIN = [f"train_{v}" for v in VARIANTS]
-EVALUATE = [f"evaluate_test@{v}" for v in VARIANTS]
-STAGES = ["download", "split", *TRAIN, *EVALUATE, "report"]
+VARIANTS = ["baseline", "dropout", "staged_dropout"]
+STAGES = ["download", "split", *(f"train_{v}" for v in VARIANTS), *(f"evaluate_test@{v}" for v in VARIANTS),
+          "report", "plots_page"]  # fmt: skip
 
 
-def shown_metric(data: dict[str, Any], metric: Metric, variant: str) -> Any:
-    """A metric in `dvc exp show --json` data, found by the name Metric.column() gives it (the name
-    tools/sweep.py reads): file, then the key path."""
-    file, _, keys = metric.column(variant).partition(":")
-    value = data["metrics"][file]["data"]
-    for key in keys.split("."):
-        value = value[key]
-    return value
+def imported(path: Path, seen: set[Path] | None = None) -> set[Path]:
+    """Every file of src/convlab that running `path` imports, following its imports."""
+    seen = set() if seen is None else seen
+    tree = ast.parse(path.read_text())
+    for block in [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]:
+        tree.body.remove(block)  # names for type hints only: not run
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("convlab."):
+            module = PROJECT / "src" / Path(*node.module.split(".")).with_suffix(".py")
+            if module not in seen:
+                seen.add(module)
+                imported(module, seen)
+    return seen
 
 
-def column(repo: Path, path: Path, name: str) -> list[float]:
-    return [float(row[name]) for row in csv.DictReader((repo / path).open())]
+def test_each_stage_depends_on_every_file_it_runs() -> None:
+    """What a stage runs decides its outputs: dvc.yaml must name it, or DVC would not re-run it."""
+    stages = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        stage = stage.get("do", stage)
+        script = PROJECT / stage["cmd"].split()[2]
+        deps = {PROJECT / d for d in stage["deps"] if d.endswith(".py")}
+        assert imported(script) | {script} == deps, name
 
 
-def git_status(repo: Path) -> str:
-    return run(repo, "git", "status", "--porcelain", "--untracked-files=all").stdout
-
-
-def small_params(url: str, md5: str) -> dict:
-    epochs = {"epochs": 3}
-    return {
-        "data": {"url": url, "md5": md5, "val_size": 200},
-        "train": {"lr": 0.01, "log_every": 10, "eval_batch_size": 250},
-        "baseline": epochs,
-        "dropout": epochs,
-        "staged_dropout": epochs,
-    }
-
-
-def test_repro_then_experiment(tmp_path: Path) -> None:
-    archive = write_archive(tmp_path / "served" / "cifar-10-python.tar.gz", per_batch=300, test_size=500)
+@pytest.mark.slow
+def test_the_pipeline_from_download_to_a_fresh_clone(tmp_path: Path) -> None:
+    archive = write_archive(tmp_path / "served/cifar-10-python.tar.gz", per_batch=200, test_size=300)
+    epochs = {variant: {"epochs": 2} for variant in VARIANTS}
     with LoopbackServer(tmp_path / "served") as server:
-        # data.url is a dead link: CIFAR10_URL must take its place.
-        repo = copy_project(tmp_path / "repo", small_params(server.url("gone.tar.gz"), file_md5(archive)))
+        # data.url is a dead link: $CIFAR10_URL takes its place.
+        data = {"url": server.url("gone.tar.gz"), "md5": file_md5(archive), "val_size": 200}
+        repo = copy_project(tmp_path / "repo", {"data": data, **epochs})
         result = dvc(repo, "repro", CIFAR10_URL=server.url("cifar-10-python.tar.gz"))
-    # plots_page (the page template of `dvc plots`, no data) comes last: nothing depends on it.
-    assert ran_stages(result.stdout) == [*STAGES, "plots_page"]
-
-    assert (repo / "data/raw/cifar-10-python.tar.gz").read_bytes() == archive.read_bytes()
+    assert ran_stages(result.stdout) == STAGES
     stats = json.loads((repo / "data/prepared/stats.json").read_text())
-    assert stats["sizes"] == {"train": 1300, "val": 200, "test": 500}
+    assert stats["sizes"] == {"train": 800, "val": 200, "test": 300} and len(stats["content_sha256"]) == 64
     for variant in VARIANTS:
-        assert (repo / f"models/{variant}.pt").stat().st_size > 3_000_000
-        # Narrow metrics: one number per file, the mean over the seeds, named <variant>.<key> so that
-        # `dvc exp show` has one column each; every run is in the plots.
-        val = json.loads((repo / VAL_METRIC.path(variant)).read_text())
-        assert list(val) == [variant] and list(val[variant]) == ["val"]
-        assert val[variant]["val"] == pytest.approx(column(repo, RUNS.path(variant), "best_val_acc")[0])
-        assert val[variant]["val"] > 0.3, f"{variant} did not learn: {val}"
-        test = json.loads((repo / TEST_METRIC.path(variant)).read_text())
-        assert test == {variant: {"test": column(repo, TESTS.path(variant), "test_acc")[0]}}
-        assert test[variant]["test"] > 0.3
-        (run_row,) = csv.DictReader((repo / RUNS.path(variant)).open())
-        assert 1 <= int(run_row["best_epoch"]) <= 3
-        assert float(run_row["images_per_second"]) > 0 and float(run_row["wall_seconds"]) > 0
-        assert run_row["runtime"].startswith("cpu ") and run_row["precision_reason"] and run_row["hardware"]
-        epochs = (repo / f"plots/train_{variant}/epochs.csv").read_text().splitlines()
-        assert epochs[0] == "epoch,train_loss,train_acc,val_loss,val_acc,seconds" and len(epochs) == 4
-        (tested,) = csv.DictReader((repo / TESTS.path(variant)).open())
-        assert tested["seed"] == "0"
-        confusion = (repo / f"plots/confusion/{variant}.csv").read_text().splitlines()
-        assert confusion[0] == "actual,predicted" and len(confusion) == 501
+        runs = pd.read_csv(repo / f"plots/train_{variant}/runs.csv")
+        assert runs[["seed", "status", "epochs"]].values.tolist() == [[0, "finished", 2]]
+        val = json.loads((repo / f"metrics/train_{variant}.json").read_text())
+        assert val == {variant: {"val": runs["best_val_acc"][0]}} and val[variant]["val"] > 0.3
     report = (repo / "report/report.md").read_text()
-    assert "| staged_dropout |" in report and "| cat |" in report  # results and per-class tables
-    figures = re.findall(r"\]\(([^)]+\.png)\)", report)
-    assert figures and all(f.startswith("figures/") for f in figures)
-    for figure in figures:
+    assert "| staged_dropout | 0.1/0.2/0.5 | none | 2 | 1 |" in report
+    for figure in re.findall(r"\]\((figures/[^)]+\.png)\)", report):
         assert (repo / "report" / figure).stat().st_size > 1000
-    # report.md is DVC's, the figures git's: nothing of the report is left for git to miss.
-    assert "report/report.md" not in git_status(repo)
-
-    # Nothing changed: nothing runs.
-    assert ran_stages(dvc(repo, "repro").stdout) == []
-    assert "up to date" in dvc(repo, "status").stdout
-
+    assert dvc(repo, "status").stdout.strip() == "Data and pipelines are up to date."
     git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "results")
-    # The archive source is gone: a variation must not need the download again. One variant's
-    # param re-runs that variant's training and test, and the report, nothing else.
-    shutil.rmtree(tmp_path / "served")
-    result = dvc(repo, "exp", "run", "-S", "dropout.fc=0.3")
-    assert ran_stages(result.stdout) == ["train_dropout", "evaluate_test@dropout", "report"]
+    git(repo, "commit", "-qm", "results")
 
-    shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)
-    experiments = [
-        exp for row in shown for exp in (row.get("experiments") or []) for exp in exp.get("revs", [])
-    ]
-    changed = [e for e in experiments if e["data"]["params"]["params.yaml"]["data"]["dropout"]["fc"] == 0.3]
-    assert len(changed) == 1, json.dumps(shown)[:3000]
-    data = changed[0]["data"]
-    assert shown_metric(data, VAL_METRIC, "dropout") > 0.3
-    assert 0 < shown_metric(data, TEST_METRIC, "dropout") <= 1
-    # The variants that did not re-run keep the committed numbers.
-    committed = json.loads((repo / VAL_METRIC.path("baseline")).read_text())["baseline"]["val"]
-    assert shown_metric(data, VAL_METRIC, "baseline") == committed
+    # One variant's param re-runs that variant alone; its old value is restored from the run cache.
+    assert ran_stages(dvc(repo, "exp", "run", "-n", "fc3", "-S", "dropout.fc=0.3").stdout) == [
+        "train_dropout", "evaluate_test@dropout", "report"]  # fmt: skip
+    back = dvc(repo, "exp", "run", "-n", "fc1", "-S", "dropout.fc=0.1").stdout
+    assert ran_stages(back) == ["report"] and "Stage 'train_dropout' is cached" in back
+    table = python(repo, "tools/sweep.py", "dropout.fc").stdout
+    assert re.search(r"\| 0\.1 \| fc1 \| \d+\.\d% \| \d+\.\d% \|", table) and "| 0.3 | fc3 |" in table
 
-    # Several seeds and an augmented variant: every variant retrains; each metric is the mean of
-    # the seeds, whose runs the plots and the report carry. One epoch each: learning was shown above.
-    one_epoch = [f"{variant}.epochs=1" for variant in VARIANTS]
-    augmented = ["staged_dropout.crop_padding=2", "staged_dropout.flip=true"]
-    settings = [arg for value in ["train.seeds=2", *augmented, *one_epoch] for arg in ("-S", value)]
-    result = dvc(repo, "exp", "run", *settings)
-    assert sorted(ran_stages(result.stdout)) == sorted(TRAIN + EVALUATE + ["report"])
-    for variant in VARIANTS:
-        runs = column(repo, RUNS.path(variant), "best_val_acc")
-        tests = column(repo, TESTS.path(variant), "test_acc")
-        assert len(runs) == len(tests) == 2
-        assert [row["seed"] for row in csv.DictReader((repo / TESTS.path(variant)).open())] == ["0", "1"]
-        val = json.loads((repo / VAL_METRIC.path(variant)).read_text())[variant]["val"]
-        test = json.loads((repo / TEST_METRIC.path(variant)).read_text())[variant]["test"]
-        assert val == pytest.approx(sum(runs) / 2) and test == pytest.approx(sum(tests) / 2)
-    report = (repo / "report/report.md").read_text()
-    assert "Welch" in report and "| staged_dropout | 0.1/0.2/0.5 | crop (pad 2) + flip | 1 | 2 |" in report
-    assert (repo / "report/figures/seeds.png").stat().st_size > 1000
+    # A fourth variant is data: a params.yaml section and its stages in dvc.yaml, nothing else.
+    git(repo, "checkout", "--", "params.yaml")
+    set_params(repo, {"wide_fc": {"epochs": 1, "pool1": 0.0, "pool2": 0.0, "fc": 0.7}})
+    pipeline = (repo / "dvc.yaml").read_text()
+    train = pipeline[pipeline.index("  train_dropout:") : pipeline.index("  train_staged_dropout:")]
+    pipeline = pipeline.replace("  evaluate_test:", train.replace("dropout", "wide_fc") + "  evaluate_test:")
+    pipeline = pipeline.replace(
+        "foreach: [baseline, dropout, staged_dropout]",
+        "foreach: [baseline, dropout, staged_dropout, wide_fc]",
+    )
+    pipeline = pipeline.replace(
+        "params: [baseline, dropout, staged_dropout]", "params: [baseline, dropout, staged_dropout, wide_fc]"
+    )
+    (repo / "dvc.yaml").write_text(pipeline)
+    assert ran_stages(dvc(repo, "repro").stdout) == ["train_wide_fc", "evaluate_test@wide_fc", "report"]
+    assert "| wide_fc | 0/0/0.7 | none | 1 | 1 |" in (repo / "report/report.md").read_text()
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a fourth variant")
+
+    # A team's read-only remote: pushed to a folder, served over HTTP, pulled by a fresh clone.
+    dvc(repo, "remote", "add", "-d", "local", str(tmp_path / "storage"))
+    dvc(repo, "push")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    with LoopbackServer(tmp_path / "storage") as storage:
+        dvc(clone, "remote", "add", "-f", "-d", "public", storage.url("").rstrip("/"))
+        dvc(clone, "pull")
+    assert dvc(clone, "status").stdout.strip() == "Data and pipelines are up to date."
+    shutil.rmtree(tmp_path / "storage")

@@ -1,365 +1,383 @@
-"""The epoch-matched ablation (convlab.ablation): run its experiments, table every run, analyse.
+"""The epoch-matched ablation (report/ablation.yaml): run its experiments, table them, analyse them.
 
-    python tools/ablation.py run        # each setting and seed not yet run, one experiment each:
-                                        #   dvc exp run -n ablation-<setting>-seed<N>
-    python tools/ablation.py table      # report/ablation.csv: one row per setting and seed, and
-                                        #   its analysis (below)
-    python tools/ablation.py analyze    # report/ablation.md: the paired comparisons, from the CSV
+    python tools/ablation.py run [--only SETTING ...] [--max N]
+    python tools/ablation.py table      # report/ablation.csv (+ its analysis) from the experiments
+    python tools/ablation.py analyze    # report/ablation.md from report/ablation.csv
 
-One experiment per setting and seed, not per setting: an experiment lives only in this
-repository's .git and its resume state on this machine, and a machine may be lent for a few hours
-only; a seed's run (an hour on a 2-core CPU) lands in report/ablation.csv with `table`, to be
-committed, long before a five-seed setting would end. `run` skips a setting and seed that HEAD's
-report/ablation.csv or a finished experiment already holds, so the ablation goes on from a fresh
-clone; it runs the study's seeds seed by seed (every setting's seed 0, then seed 1, ...), so the
-paired comparisons grow together, and optional settings (baseline_40) after all the others.
+`run` makes each setting and seed that neither report/ablation.csv nor an experiment holds, seed by
+seed, each as one DVC experiment, `ablation-<setting>-seed<N>`: `dvc exp run --temp` re-trains and
+tests the setting's variant for that seed alone (`-S seed=N -S train.seeds=1` and the setting's
+values), in a temporary copy, so the workspace and HEAD are never touched; a killed run resumes per
+epoch when `run` is started again. Named experiments, read back by `table`, rather than a second
+pipeline with a matrix of settings and seeds: a run takes about an hour on a 2-core CPU and lands as
+its row of the CSV, committed, long before a matrix stage's lock could be true of all 35 runs; the
+rows committed so far were made that way and stay.
 
-`run` needs the study committed at HEAD: its results committed, and nothing that decides them
-(code, params, commands) changed since; DVC's outputs may be absent (a fresh clone has no cache):
-each experiment re-makes its variant's, with the data they need. Each experiment re-trains one
-variant for one seed (`-S seed=N -S train.seeds=1`: the same initial weights and order as the
-study's run of seed N), in the precision the study's runs trained in (`-S train.precision=...`:
-'auto' picks by the machine, bf16 where the CPU has native bf16, and a run in other arithmetic
-drifts from the study's run of its seed from the first step), and tests it
-(`dvc exp run ... evaluate_test@<variant>`), nothing else.
-Experiments run one at a time in this workspace; before each, the workspace is put back to HEAD's
-results (params, lock, metrics, plots and DVC outputs), so no setting starts from another's
-params. So `run` refuses to start over results that differ from HEAD's, unless they are its own:
-an experiment it started and did not see end (stopped, killed, failed) is named in RUNNING, and
-`run` started again puts HEAD's results back and resumes it per epoch.
-`dvc exp run` detaches HEAD while it runs and puts the branch back when it ends or is stopped;
-killed, it leaves HEAD detached, where a commit would land on no branch. RUNNING also names the
-branch, and `run` started again puts HEAD back on it (if the branch is still where HEAD is).
-`table` reads the study's runs from HEAD and each ablation run from its experiment's commit (plots
-are git-tracked, so every experiment commit holds its own), or, where this clone has no such
-experiment, from HEAD's report/ablation.csv; a run both hold must read the same in both.
-An experiment belongs to the study of the commit it was run on; a later commit that leaves
-dvc.lock as it is (docs, tools, a note) holds the same study, so the experiments of those commits
-still count: the ablation outlives any number of such commits. Commit only while it is stopped
-(SIGINT to the train stage; `run` resumes it): while it runs HEAD is detached.
+Each row carries its precision and the study commit it pairs with: the commit of the study's results
+its experiment ran beside. A row pairs only if that study's run of its variant and seed reads the
+same as HEAD's, its precision is the study's, and it was trained with its setting's params:
+anything else (another study, a synthetic run, bf16 beside fp32) is refused. `table` never drops a
+row: a row the CSV and an experiment both hold must read the same in both.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import io
-import json
+import math
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from convlab.ablation import COLUMNS, SETTINGS, Setting, described_precision, markdown
-from convlab.atomic import write_text
-from convlab.errors import ConvlabError, run_stage
-from convlab.params import Params, parse_params
-from convlab.stage_files import RUNS, TESTS, read_at
+import pandas as pd
+import yaml
+
+from convlab.errors import ConvlabError, run_main
+from convlab.outputs import tests_path, train_plots, write_text
+from convlab.params import load_params
+from convlab.report import markdown_table
+from convlab.stats import holm, paired_difference, sign_flip_p
 
 CSV = Path("report/ablation.csv")
 ANALYSIS = Path("report/ablation.md")
+DEFINITION = Path("report/ablation.yaml")
 PREFIX = "ablation-"
-HEAD_RESULTS = ["params.yaml", "dvc.lock", "metrics", "plots", "report"]
-# The experiment run started, until it ends, and the branch HEAD was on (or its commit).
-RUNNING = Path(".convlab/ablation-running")
-# Status a stage may show while the study at HEAD is whole: outputs this clone lacks (no DVC
-# cache) or holds from an experiment; code, params or a command changed is another study.
-OUTPUT_STATES = {"not in cache", "deleted", "modified", "new"}
+COLUMNS = {
+    "setting": str, "variant": str, "epochs": int, "pool1": float, "pool2": float, "fc": float,
+    "crop_padding": int, "flip": bool, "seed": int, "best_val_acc": float, "test_acc": float,
+    "precision": str, "study": str,
+}  # fmt: skip
+PARAMS = ("epochs", "pool1", "pool2", "fc", "crop_padding", "flip")
+METRICS = {"test_acc": "test", "best_val_acc": "best val"}
 
 
 class AblationError(ConvlabError):
-    """The ablation cannot run or be tabled as asked."""
+    """The ablation cannot run, or a row cannot be tabled, as asked."""
 
 
-def _run(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise AblationError(f"`{' '.join(command)}` failed: {last[0]}")
-    return result
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AblationError(f"git {' '.join(args)} failed: {done.stderr.strip()[:200]}")
+    return done.stdout
 
 
-def _dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return _run(sys.executable, "-m", "dvc", *args, check=check)
+def _parse(kind: type, text: str) -> Any:
+    """A cell as CSV holds what Python writes, and nothing else (float() alone takes '7_9e-1')."""
+    if kind is bool and text in ("True", "False"):
+        return text == "True"
+    if kind is int and re.fullmatch(r"-?[0-9]+", text):
+        return int(text)
+    if kind is float and re.fullmatch(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?", text):
+        if math.isfinite(value := float(text)):
+            return value
+    if kind is str and re.fullmatch(r"[A-Za-z0-9_.-]+", text):
+        return text
+    raise ValueError(f"{text[:40]!r} is not {kind.__name__}")
 
 
-def study_commits() -> int:
-    """How many commits, from HEAD back along first parents, hold HEAD's study: since the last
-    change to dvc.lock, which names every input and output of every stage."""
-    last = _run("git", "log", "--first-parent", "--format=%H", "-1", "HEAD", "--", "dvc.lock").stdout.strip()
-    if not last:
-        return 1
-    return int(_run("git", "rev-list", "--count", "--first-parent", f"{last}..HEAD").stdout) + 1
+def _in_range(row: dict[str, Any]) -> str | None:
+    if not all(0 <= row[m] <= 1 for m in METRICS):
+        return "an accuracy outside [0, 1]"
+    if not all(0 <= row[r] < 1 for r in ("pool1", "pool2", "fc")) or row["epochs"] < 1 or row["seed"] < 0:
+        return "a dropout rate, epochs or seed out of range"
+    return None if row["precision"] in ("fp32", "bf16") else "a precision other than fp32 or bf16"
 
 
-def experiments() -> dict[str, str]:
-    """{experiment name: its commit} of the finished experiments of the commits that hold HEAD's
-    study. One DVC lists as running is not done: after a kill, DVC takes it for running while
-    its recorded pid is alive, even when that pid is now another process's."""
-    shown = json.loads(
-        _dvc(
-            "exp", "show", "--json", "--rev", "HEAD", "-n", str(study_commits()),
-            "--hide-queued", "--hide-failed",
-        ).stdout
-    )  # fmt: skip
-    found = {}
-    for row in shown:
-        for group in row.get("experiments") or []:
-            if (group.get("executor") or {}).get("state", "success") != "success":
-                continue
-            for rev in group.get("revs", []):
-                if rev.get("name"):
-                    found[rev["name"]] = rev["rev"]
-    return found
-
-
-def _head_results() -> None:
-    """Put HEAD's params and results back in the workspace, DVC's outputs too (what the cache
-    lacks, the next experiment makes). Their index entries go first: `dvc exp run` can leave an
-    entry whose size, inode and second match a file it rewrote after it, which git then takes
-    for HEAD's and `git checkout` skips."""
-    _run("git", "rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *HEAD_RESULTS)
-    _run("git", "checkout", "HEAD", "--", *HEAD_RESULTS)
-    _dvc("checkout", "--quiet", check=False)
-
-
-def _head_ref() -> str:
-    """The branch HEAD is on (refs/heads/...), or its commit where HEAD is detached."""
-    branch = _run("git", "symbolic-ref", "-q", "HEAD", check=False).stdout.strip()
-    return branch or _run("git", "rev-parse", "HEAD").stdout.strip()
-
-
-def _reattach_head() -> None:
-    """Put HEAD back on the branch RUNNING names, where a killed `dvc exp run` left it detached
-    at that branch's commit; refuse if the branch has moved since (the two are not one study)."""
-    lines = RUNNING.read_text().splitlines()
-    branch = lines[1] if len(lines) > 1 else ""
-    if not branch.startswith("refs/heads/") or _head_ref() == branch:
-        return
-    head = _run("git", "rev-parse", "HEAD").stdout.strip()
-    tip = _run("git", "rev-parse", "--verify", "-q", branch, check=False).stdout.strip()
-    if tip != head:
-        raise AblationError(
-            f"HEAD is at {head[:7]}, not on {branch} (at {tip[:7] or 'nothing'}) where the "
-            f"stopped experiment of {lines[0]} started: check out {branch.removeprefix('refs/heads/')} "
-            "and run again"
-        )
-    _run("git", "symbolic-ref", "HEAD", branch)
-
-
-def _study_changes() -> list[str]:
-    """What `dvc status` shows beyond outputs: a changed dependency that no stage makes (code,
-    data given by hand), changed params, a changed command. Empty when HEAD's study is whole."""
-    status = json.loads(_dvc("status", "--json").stdout or "{}")
-    entries = [entry for changes in status.values() for entry in changes if isinstance(entry, dict)]
-    outputs = {path for entry in entries for path in entry.get("changed outs", {})}
-    found = []
-    for stage, changes in status.items():
-        for entry in changes:
-            if not isinstance(entry, dict):
-                found.append(f"{stage}: {entry}")
-                continue
-            for kind, paths in entry.items():
-                for path, state in paths.items() if isinstance(paths, dict) else [(paths, "")]:
-                    if kind == "changed outs" and state in OUTPUT_STATES:
-                        continue
-                    if kind == "changed deps" and state in OUTPUT_STATES and path in outputs:
-                        continue
-                    found.append(f"{stage}: {kind} {path} {state}".rstrip())
-    return found
-
-
-def _check_study() -> None:
-    """Refuse before any change: results that differ from HEAD's and are not run's own would be
-    lost to _head_results; a HEAD whose study is not whole has nothing to compare against."""
-    if RUNNING.exists():
-        _reattach_head()
-    else:
-        changed = _run("git", "status", "--porcelain", "--untracked-files=no", "--", *HEAD_RESULTS).stdout
-        if changed.strip():
-            raise AblationError(
-                f"{changed.splitlines()[0][3:]} differs from HEAD: commit the study's results first "
-                "(run puts HEAD's results back before each experiment, and would lose these)"
-            )
-    _head_results()
-    changes = _study_changes()
-    if changes:
-        raise AblationError(
-            f"the study at HEAD is not committed whole ({changes[0]}): "
-            "run dvc repro and commit its results first"
-        )
-
-
-def _params_at(rev: str) -> Params:
-    from ruamel.yaml import YAML
-
-    return parse_params(YAML(typ="safe", pure=True).load(_run("git", "show", f"{rev}:params.yaml").stdout))
-
-
-def experiment_name(setting: str, seed: int) -> str:
-    return f"{PREFIX}{setting}-seed{seed}"
-
-
-def _committed() -> dict[tuple[str, int], dict[str, str]]:
-    """The runs HEAD's report/ablation.csv holds, by setting and seed (none before the first)."""
-    shown = _run("git", "show", f"HEAD:{CSV.as_posix()}", check=False)
-    if shown.returncode != 0:
-        return {}
-    rows = list(csv.DictReader(io.StringIO(shown.stdout)))
-    if rows and list(rows[0]) != list(COLUMNS):
-        raise AblationError(f"HEAD:{CSV} has columns {', '.join(rows[0])}, not {', '.join(COLUMNS)}")
-    try:
-        return {(row["setting"], int(row["seed"])): row for row in rows}
-    except (TypeError, ValueError):
-        raise AblationError(f"HEAD:{CSV} is damaged: a seed that is not a whole number") from None
-
-
-def _plan(seeds: list[int], only: list[str]) -> list[tuple[Setting, int]]:
-    """Every ablation run in the order run makes them: seed by seed, optional settings last."""
-    unknown = sorted(set(only) - {s.name for s in SETTINGS if s.overrides})
-    if unknown:
-        names = ", ".join(s.name for s in SETTINGS if s.overrides)
-        raise AblationError(f"{unknown[0]} is not an ablation setting: the settings are {names}")
-    return [
-        (setting, seed)
-        for optional in (False, True)
-        for seed in seeds
-        for setting in SETTINGS
-        if setting.overrides and setting.optional == optional and (not only or setting.name in only)
-    ]
-
-
-def study_precision(variant: str) -> str:
-    """The precision the study's runs of `variant` trained in, as HEAD's runs.csv records it."""
-    found = set()
-    for row in read_at(RUNS, "HEAD", variant):
+def read_table(text: str, where: str | Path = CSV) -> list[dict[str, Any]]:
+    """The ablation's rows, read strictly: every column, each value of its kind and in range."""
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    if list(frame.columns) != list(COLUMNS):
+        raise AblationError(f"{where} has columns {', '.join(frame.columns)}; expected {', '.join(COLUMNS)}")
+    rows = []
+    for line, raw in enumerate(frame.to_dict("records"), start=2):
         try:
-            found.add(described_precision(row["runtime"]))
-        except ValueError as error:
-            raise AblationError(f"HEAD's {variant} run of seed {row['seed']}: {error}") from None
-    if len(found) != 1:
-        raise AblationError(
-            f"the study's {variant} runs trained in {' and '.join(sorted(found)) or 'nothing'}, "
-            "not one precision: no ablation run pairs with all of them; "
-            "re-run the study on one kind of machine"
-        )
-    return found.pop()
+            row = {column: _parse(kind, raw[column]) for column, kind in COLUMNS.items()}
+        except ValueError as err:
+            column = next(c for c, k in COLUMNS.items() if not _parses(k, raw[c]))
+            raise AblationError(f"{where} line {line}, {column}: {err}") from None
+        if (problem := _in_range(row)) is not None:
+            raise AblationError(f"{where} line {line}: {problem}")
+        rows.append(row)
+    keys = [(row["setting"], row["seed"]) for row in rows]
+    if len(set(keys)) != len(keys):
+        raise AblationError(f"{where} holds a setting and seed twice")
+    return rows
 
 
-def run(only: list[str], limit: int | None) -> None:
-    _check_study()
-    done, committed = experiments(), _committed()
-    todo = [
-        (setting, seed)
-        for setting, seed in _plan(_params_at("HEAD").run_seeds, only)
-        if experiment_name(setting.name, seed) not in done and (setting.name, seed) not in committed
-    ]
-    print(f"ablation: {len(todo)} runs to make", flush=True)
-    for setting, seed in todo[:limit]:
-        # The workspace holds HEAD's results here (_check_study, or the last run's end), so this
-        # run starts from the committed params alone.
-        name = experiment_name(setting.name, seed)
-        precision = study_precision(setting.variant)
-        overrides = {**setting.overrides, "seed": seed, "train.seeds": 1, "train.precision": precision}
-        arguments = [arg for key, value in overrides.items() for arg in ("-S", f"{key}={value}")]
-        target = f"evaluate_test@{setting.variant}"
-        print(f"ablation: {name}: dvc exp run -n {name} {' '.join(arguments)} {target}", flush=True)
-        write_text(RUNNING, f"{name}\n{_head_ref()}\n")
-        command = [sys.executable, "-m", "dvc", "exp", "run", "-n", name, *arguments, target]
-        if subprocess.run(command, check=False).returncode != 0:
-            raise AblationError(f"the experiment {name} failed; `python tools/ablation.py run` resumes it")
-        _head_results()
-        RUNNING.unlink()
+def _parses(kind: type, text: str) -> bool:
+    try:
+        _parse(kind, text)
+    except ValueError:
+        return False
+    return True
 
 
-def _rows(setting: Setting, rev: str) -> list[dict[str, Any]]:
-    """The setting's runs at rev: params from its params.yaml, accuracies from its plots."""
-    variant = _params_at(rev).variant(setting.variant)
-    runs = read_at(RUNS, rev, setting.variant)
-    tests = {row["seed"]: row["test_acc"] for row in read_at(TESTS, rev, setting.variant)}
-    if sorted(tests) != sorted(row["seed"] for row in runs):
-        raise AblationError(f"{setting.name} at {rev[:7]}: the tested seeds are not the trained ones")
-    return [
-        {
-            "setting": setting.name,
-            "variant": setting.variant,
-            "epochs": variant.epochs,
-            "pool1": variant.pool1,
-            "pool2": variant.pool2,
-            "fc": variant.fc,
-            "crop_padding": variant.crop_padding,
-            "flip": variant.flip,
-            "seed": row["seed"],
-            "best_val_acc": row["best_val_acc"],
-            "test_acc": tests[row["seed"]],
-            "precision": described_precision(row["runtime"]),
+def definition() -> dict[str, Any]:
+    return yaml.safe_load(DEFINITION.read_text())
+
+
+def comparisons() -> list[dict[str, str]]:
+    spec = definition()
+    return [spec["total"], *spec["steps"], *spec["others"]]
+
+
+def study_commit(rev: str = "HEAD") -> str:
+    """The commit of the study's results as `rev` holds them: the last to change dvc.lock."""
+    return _git("log", "-1", "--format=%h", rev, "--", "dvc.lock").strip()
+
+
+def study_runs(rev: str, variant: str) -> dict[int, dict[str, Any]]:
+    """The study's runs of `variant` at commit `rev`: seed -> accuracies and precision."""
+    runs = pd.read_csv(io.StringIO(_git("show", f"{rev}:{train_plots(variant).as_posix()}/runs.csv")))
+    tests = pd.read_csv(io.StringIO(_git("show", f"{rev}:{tests_path(variant).as_posix()}")))
+    test_acc = dict(zip(tests["seed"], tests["test_acc"], strict=True))
+    return {
+        int(run["seed"]): {
+            "best_val_acc": float(run["best_val_acc"]),
+            "test_acc": float(test_acc[run["seed"]]),
+            "precision": run["runtime"].split()[1],  # "<device> <precision> <layout>"
+            **{key: run[key] for key in PARAMS if key in run},
         }
-        for row in runs
-    ]
+        for run in runs.to_dict("records")
+    }
 
 
-def _as_written(row: dict[str, Any]) -> dict[str, str]:
-    return {key: str(row[key]) for key in COLUMNS}
+class Study:
+    """HEAD's study, and what a row must be to pair with it."""
+
+    def __init__(self) -> None:
+        self.commit = study_commit()
+        self.params = load_params()
+        self.runs = {variant: study_runs(self.commit, variant) for variant in self.params.variants}
+        self.settings = definition()["settings"]
+        self._at: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "setting": variant,
+                "variant": variant,
+                **self.expected(variant),
+                "seed": seed,
+                "best_val_acc": run["best_val_acc"],
+                "test_acc": run["test_acc"],
+                "precision": run["precision"],
+                "study": self.commit,
+            }  # fmt: skip
+            for variant, runs in self.runs.items()
+            for seed, run in runs.items()
+        ]
+
+    def expected(self, setting: str) -> dict[str, Any]:
+        """The params a setting's runs train with: its variant's, with the setting's values."""
+        spec = self.settings.get(setting, {"variant": setting, "set": {}})
+        params = self.params.variant(spec["variant"]).model_dump()
+        params.update({key.partition(".")[2]: value for key, value in spec["set"].items()})
+        return {key: params[key] for key in PARAMS}
+
+    def check(self, row: dict[str, Any]) -> None:
+        """Refuse a row that does not pair with this study (see the module's notes)."""
+        name = f"{row['setting']} seed {row['seed']}"
+        if row["setting"] not in self.settings and row["setting"] not in self.runs:
+            raise AblationError(f"{name}: no such setting in {DEFINITION} and no such variant")
+        if row["variant"] != self.settings.get(row["setting"], {"variant": row["setting"]})["variant"]:
+            raise AblationError(f"{name}: trains {row['variant']}, not the setting's variant")
+        here = self.runs[row["variant"]].get(row["seed"])
+        if here is None:
+            raise AblationError(f"{name}: the study has no run of seed {row['seed']}")
+        if (differs := [k for k, v in self.expected(row["setting"]).items() if row[k] != v]) != []:
+            raise AblationError(f"{name}: trained with another {differs[0]} than the setting's; not a pair")
+        if row["precision"] != here["precision"]:
+            raise AblationError(f"{name}: trained in {row['precision']}, the study in {here['precision']}")
+        key = (row["study"], row["variant"])
+        if key not in self._at:
+            self._at[key] = study_runs(row["study"], row["variant"])
+        then = self._at[key].get(row["seed"], {})
+        if any(then.get(m) != here[m] for m in METRICS):
+            raise AblationError(
+                f"{name}: the study it ran beside ({row['study']}) is not HEAD's study ({self.commit}); "
+                "its run of this seed reads otherwise"
+            )
+
+
+def experiments() -> dict[str, tuple[str, str]]:
+    """{name: (baseline commit, experiment commit)} of every ablation experiment in this clone."""
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        listed = repo.experiments.ls(all_commits=True)
+    return {
+        name: (base, sha) for base, exps in listed.items() for name, sha in exps if name.startswith(PREFIX)
+    }
+
+
+def experiment_row(name: str, base: str, sha: str, study: Study) -> dict[str, Any]:
+    match = re.fullmatch(rf"{PREFIX}(\w+)-seed([0-9]+)", name)
+    if match is None or match[1] not in study.settings:
+        raise AblationError(f"experiment {name} is not named {PREFIX}<setting>-seed<N> of a setting")
+    setting, seed = match[1], int(match[2])
+    variant = study.settings[setting]["variant"]
+    runs = study_runs(sha, variant)
+    if list(runs) != [seed]:
+        raise AblationError(f"experiment {name} ran seeds {list(runs)}, not {seed} alone")
+    run = runs[seed]
+    return {"setting": setting, "variant": variant, **{k: run[k] for k in PARAMS}, "seed": seed,
+            "best_val_acc": run["best_val_acc"], "test_acc": run["test_acc"],
+            "precision": run["precision"], "study": study_commit(base)}  # fmt: skip
+
+
+def _write_csv(rows: list[dict[str, Any]]) -> None:
+    order = {name: i for i, name in enumerate([*load_params().variants, *definition()["settings"]])}
+    rows = sorted(rows, key=lambda r: (order.get(r["setting"], len(order)), r["seed"]))
+    buffer = io.StringIO()
+    pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(buffer, index=False, lineterminator="\n")
+    write_text(CSV, buffer.getvalue())
 
 
 def table() -> None:
-    done, committed = experiments(), _committed()
-    head = _run("git", "rev-parse", "HEAD").stdout.strip()
-    seeds = _params_at("HEAD").run_seeds
-    rows = [_as_written(row) for setting in SETTINGS if not setting.overrides for row in _rows(setting, head)]
-    missing = []
-    for setting in SETTINGS:
-        for seed in seeds if setting.overrides else []:
-            name = experiment_name(setting.name, seed)
-            if name not in done:
-                if (setting.name, seed) in committed:
-                    rows.append(committed[(setting.name, seed)])
-                else:
-                    missing.append(name)
-                continue
-            ran = _rows(setting, done[name])
-            if [row["seed"] for row in ran] != [seed]:
-                seeds_ran = ", ".join(str(row["seed"]) for row in ran)
-                raise AblationError(f"{name} at {done[name][:7]} ran seeds {seeds_ran}, not {seed} alone")
-            study = study_precision(setting.variant)
-            if ran[0]["precision"] != study:
-                raise AblationError(
-                    f"{name} at {done[name][:7]} trained in {ran[0]['precision']}, the study's "
-                    f"{setting.variant} runs in {study}: not a pair; `dvc exp remove {name}` and run it again"
-                )
-            made = [_as_written(row) for row in ran]
-            if committed.get((setting.name, seed), made[0]) != made[0]:
-                raise AblationError(
-                    f"{name} at {done[name][:7]} differs from its row in HEAD:{CSV}: "
-                    "the row was edited, or the experiment is another study's"
-                )
-            rows.append(made[0])
-    if missing:
-        print(f"ablation: {len(missing)} runs not made yet, first {missing[0]} (tools/ablation.py run)")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(CSV, buffer.getvalue())
-    # The analysis is a function of the table alone: written with it, it cannot be committed stale.
-    write_text(ANALYSIS, analysis())
-    print(f"ablation: wrote {CSV}, {len(rows)} runs, and its analysis, {ANALYSIS}")
+    study = Study()
+    rows = {(r["setting"], r["seed"]): r for r in (read_table(CSV.read_text()) if CSV.exists() else [])}
+    made = study.rows()
+    for name, (base, sha) in sorted(experiments().items()):
+        made.append(experiment_row(name, base, sha, study))
+    for row in made:
+        key = (row["setting"], row["seed"])
+        if key in rows and {k: rows[key][k] for k in METRICS} != {k: row[k] for k in METRICS}:
+            raise AblationError(f"{key[0]} seed {key[1]}: the CSV and the run read otherwise; not tabled")
+        rows.setdefault(key, row)
+    for row in rows.values():
+        study.check(row)
+    _write_csv(list(rows.values()))
+    write_text(ANALYSIS, analysis(list(rows.values())))
+    print(f"ablation: wrote {CSV} ({len(rows)} runs) and {ANALYSIS}")
 
 
-def analysis() -> str:
-    """The analysis of report/ablation.csv, as report/ablation.md holds it."""
-    try:
-        rows = list(csv.DictReader(CSV.open()))
-    except FileNotFoundError:
-        raise AblationError(f"{CSV} not found: run python tools/ablation.py table first") from None
-    for row in rows:
-        row["seed"] = int(row["seed"])
-        row["best_val_acc"], row["test_acc"] = float(row["best_val_acc"]), float(row["test_acc"])
-    return markdown(rows)
+def run(only: list[str], limit: int | None) -> None:
+    study = Study()
+    if unknown := sorted(set(only) - set(study.settings)):
+        raise AblationError(f"{unknown[0]} is not a setting of {DEFINITION}: {', '.join(study.settings)}")
+    if _git("status", "--porcelain", "--untracked-files=no").strip():
+        raise AblationError(
+            "the workspace differs from HEAD: commit first, so every run pairs with HEAD's study"
+        )
+    have = {(r["setting"], r["seed"]) for r in (read_table(CSV.read_text()) if CSV.exists() else [])}
+    done = experiments()
+    todo = [
+        (setting, seed)
+        for seed in study.params.run_seeds
+        for setting in study.settings
+        if (not only or setting in only)
+        and (setting, seed) not in have
+        and f"{PREFIX}{setting}-seed{seed}" not in done
+    ]
+    print(f"ablation: {len(todo)} runs to make", flush=True)
+    for setting, seed in todo[:limit]:
+        spec = study.settings[setting]
+        precision = study.runs[spec["variant"]][seed]["precision"]
+        values = {"seed": seed, "train.seeds": 1, "train.precision": precision, **spec["set"]}
+        name = f"{PREFIX}{setting}-seed{seed}"
+        command = [sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", name]
+        command += [arg for key, value in values.items() for arg in ("-S", f"{key}={value}")]
+        command.append(f"evaluate_test@{spec['variant']}")
+        print(f"ablation: {' '.join(command[2:])}", flush=True)
+        if subprocess.run(command).returncode != 0:
+            raise AblationError(f"{name} failed; the same command resumes it")
+
+
+def analysis(rows: list[dict[str, Any]]) -> str:
+    """report/ablation.md: the settings, every paired comparison (t, exact sign-flip, Holm)."""
+    frame = pd.DataFrame(rows)
+    spec = definition()
+    what = {name: setting["what"] for name, setting in spec["settings"].items()}
+    settings = [
+        {
+            "setting": name,
+            "what": what.get(name, "the study's variant"),
+            "seeds": " ".join(str(s) for s in runs["seed"]),
+            "test (mean)": f"{100 * runs['test_acc'].mean():.1f}%",
+            "best val (mean)": f"{100 * runs['best_val_acc'].mean():.1f}%",
+        }  # fmt: skip
+        for name, runs in frame.groupby("setting", sort=False)
+    ]
+    results = []
+    for comparison in comparisons():
+        for metric, label in METRICS.items():
+            a, b = (frame[frame["setting"] == comparison[s]].set_index("seed")[metric] for s in "ab")
+            seeds = sorted(set(a.index) & set(b.index))
+            if len(seeds) >= 2:
+                d = paired_difference(a[seeds].tolist(), b[seeds].tolist())
+                flip = sign_flip_p(a[seeds].tolist(), b[seeds].tolist())
+                above = int((a[seeds] > b[seeds]).sum())
+                results.append((comparison, label, seeds, d, flip, above))
+    adjusted = holm([d.p_value for _, _, _, d, _, _ in results])
+    lines = [
+        "# The epoch-matched ablation",
+        "",
+        f"Settings and comparisons: `{DEFINITION}`; every run: `{CSV}`; made by `python tools/ablation.py "
+        "analyze`. Each setting is trained once per seed, and a seed fixes the initial weights and the order "
+        "of the images, so settings are compared seed by seed: the mean paired difference, its 95% t "
+        "interval and the paired t test's p; beside it the exact sign-flip p (all 2^n sign patterns of the "
+        "n differences; no normality assumed: with five seeds it cannot go below 2/32 = 0.0625); Holm's "
+        "adjustment of the t p over every comparison below. Test accuracy of the checkpoint chosen on "
+        "validation is the headline; best validation accuracy is a maximum over epochs and grows with "
+        "their number.",
+        "",
+        *markdown_table(settings),
+        "",
+    ]
+    rows = [
+        {
+            "comparison": c["label"],
+            "a - b": f"{c['a']} - {c['b']}",
+            "metric": label,
+            "seeds": len(seeds),
+            "mean paired difference [95% CI]": _points(d.diff, d.ci95),
+            "a > b on": f"{above} of {len(seeds)}",
+            "p (t)": f"{d.p_value:.2g}",
+            "p (sign-flip)": f"{flip:.2g}",
+            "p (Holm)": f"{p:.2g}",
+        }  # fmt: skip
+        for (c, label, seeds, d, flip, above), p in zip(results, adjusted, strict=True)
+    ]
+    lines += markdown_table(rows) if rows else ["No comparison has two seeds yet."]
+    return "\n".join(lines + _shares(spec, results)) + "\n"
+
+
+def _points(diff: float, ci95: tuple[float, float] | None) -> str:
+    if ci95 is None:
+        return f"{100 * diff:+.1f}"
+    return f"{100 * diff:+.1f} [{100 * ci95[0]:+.1f}, {100 * ci95[1]:+.1f}]"
+
+
+def _shares(spec: dict[str, Any], results: list[tuple]) -> list[str]:
+    """Each step's share of the total on test, where all were measured on the same seeds."""
+    test = {(c["a"], c["b"]): (seeds, d) for c, label, seeds, d, _, _ in results if label == "test"}
+    steps = [(s["a"], s["b"]) for s in spec["steps"]]
+    total = test.get((spec["total"]["a"], spec["total"]["b"]))
+    if total is None or any(test.get(s, (None,))[0] != total[0] for s in steps) or total[1].diff == 0:
+        return []
+    lines = [
+        "",
+        f"Shares of {spec['total']['label']} on test (mean paired difference; the steps in this order):",
+        "",
+    ]
+    for step in spec["steps"]:
+        diff = test[(step["a"], step["b"])][1].diff
+        lines.append(f"- {step['label']}: {100 * diff:+.1f} points, {100 * diff / total[1].diff:.0f}%")
+    return lines
 
 
 def analyze() -> None:
-    text = analysis()
+    if not CSV.exists():
+        raise AblationError(f"{CSV} not found: run python tools/ablation.py table")
+    rows = read_table(CSV.read_text())
+    study = Study()
+    for row in rows:
+        study.check(row)
+    text = analysis(rows)
     write_text(ANALYSIS, text)
     print(text, end="")
 
@@ -372,10 +390,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--only", nargs="+", default=[], metavar="SETTING", help="run: only these settings")
     parser.add_argument("--max", type=int, default=None, metavar="N", help="run: at most N experiments")
     args = parser.parse_args(argv)
-    if args.max is not None and args.max < 1:
-        parser.error(f"--max must be 1 or more, got {args.max}")
     {"run": lambda: run(args.only, args.max), "table": table, "analyze": analyze}[args.command]()
 
 
 if __name__ == "__main__":
-    run_stage("ablation", main)
+    run_main("ablation", main)

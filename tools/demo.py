@@ -23,16 +23,15 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from convlab.cifar import file_md5
-from convlab.errors import ConvlabError, run_stage
-from convlab.params import VARIANTS
-from convlab.stage_files import REPORT
+from convlab.errors import ConvlabError, run_main
+from convlab.outputs import REPORT
+from convlab.params import load_params
 from convlab.synthetic import write_archive
 
 PROJECT = Path(__file__).resolve().parents[1]
 SETTINGS = {
     "data": {"val_size": 200},
     "train": {"seeds": 1, "lr": 0.01, "log_every": 10, "eval_batch_size": 250},
-    **{variant: {"epochs": 2} for variant in VARIANTS},
 }
 
 
@@ -62,6 +61,8 @@ def main(argv: list[str]) -> None:
             raise DemoError(f"{demo} exists and is not a demo this tool made: name another with --dir")
         shutil.rmtree(demo)
     started = time.perf_counter()
+    if subprocess.run(["git", "-C", str(PROJECT), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        raise DemoError(f"{PROJECT} is not a git clone with a commit: the demo clones its HEAD")
     subprocess.run(["git", "clone", "-q", str(PROJECT), str(demo)], check=True)
     (demo / ".convlab-demo").write_text("made by tools/demo.py\n")
     archive = write_archive(demo / "synthetic/cifar-10-python.tar.gz", per_batch=200, test_size=300)
@@ -72,6 +73,8 @@ def main(argv: list[str]) -> None:
     params = yaml.load(demo / "params.yaml")
     for section, values in SETTINGS.items():
         params[section].update(values)
+    for variant in load_params(demo / "params.yaml").variants:
+        params[variant]["epochs"] = 2
     params["data"].update(url=archive.as_uri(), md5=file_md5(archive))
     yaml.dump(params, demo / "params.yaml")
     git = ["git", "-c", "user.name=demo", "-c", "user.email=demo@example.org"]
@@ -97,4 +100,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("demo", main)
+    run_main("demo", main)

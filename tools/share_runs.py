@@ -18,14 +18,15 @@ a new folder beside the clone instead of failing.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dvc.exceptions import NotDvcRepoError
+from dvc.exceptions import DvcException, NotDvcRepoError
 from dvc.repo import Repo
 
-from convlab.errors import ConvlabError, run_stage
+from convlab.errors import ConvlabError, run_main
 
 
 class ShareError(ConvlabError):
@@ -72,15 +73,22 @@ def main(argv: list[str]) -> None:
         raise ShareError(f"{Path.cwd()} is not in a DVC repository: run this from the project") from None
     with repo:
         remote = checked_remote(repo, args.remote)
-        pushed = repo.push(remote=remote, run_cache=True)
-        files = 0
-        for objs in repo.stage_cache.get_used_objs(recorded_runs(repo)).values():
-            result = repo.cloud.push(objs, remote=remote)
-            files += len(result.transferred)
-            if result.failed:
-                raise ShareError(f"{len(result.failed)} file(s) could not be pushed to {remote!r}")
+        logging.disable(logging.ERROR)  # DVC's own error lines: the one below says it once
+        try:
+            pushed = repo.push(remote=remote, run_cache=True)
+            files = 0
+            for objs in repo.stage_cache.get_used_objs(recorded_runs(repo)).values():
+                result = repo.cloud.push(objs, remote=remote)
+                files += len(result.transferred)
+                if result.failed:
+                    raise ShareError(f"{len(result.failed)} file(s) could not be pushed to {remote!r}")
+        except (DvcException, OSError) as err:  # an unreachable or refusing remote
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            url = repo.config["remote"][remote]["url"]
+            what = f"cannot push to the DVC remote {remote!r} ({url}): {first}; is it reachable?"
+            raise ShareError(what) from None
     print(f"share_runs: {pushed} records and workspace files pushed, then {files} files of recorded runs")
 
 
 if __name__ == "__main__":
-    run_stage("share_runs", main)
+    run_main("share_runs", main)

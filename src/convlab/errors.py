@@ -1,57 +1,56 @@
-"""Expected failures, and how a stage reports them: one line and exit 1, Ctrl-C one line and 130.
+"""Expected failures, and how a stage or a tool reports them: one line and exit 1, Ctrl-C exit 130.
 
-Every failure a stage expects (a bad param, a damaged input, a full disk, a refused download) is a
-ConvlabError, defined beside the code that raises it. This module imports nothing of convlab, so
-a stage that needs no torch (download) loads none to report its errors.
+Every failure a stage expects (a bad param, a refused archive, a refused checkpoint) is a
+ConvlabError whose message says what is wrong and what to do. A file that is missing is an output
+of another stage: the message names the `dvc repro <stage>` that makes it, found in dvc.yaml by DVC
+itself, so no table of paths and stages is kept here.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
-
-class ConvlabError(Exception):
-    """A failure a stage expects; its message says, in one line, what is wrong and what to do."""
-
-
-# What a re-run does after Ctrl-C: training saves its state after every epoch, the others start over.
-_AFTER_CTRL_C = {"train": "`dvc repro` resumes from the last finished epoch"}
-_START_OVER = "run `dvc repro` to run it again"
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 
-def one_line(err: BaseException, limit: int = 100) -> str:
-    """An exception as `Type: its first sentence`, short enough for a one-line message (torch's
-    and zipfile's messages run on for lines about things that do not apply here)."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    text = text.split(". ")[0]
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+class ConvlabError(Exception):
+    """A failure the project expects; its message is one line: what is wrong and what to do."""
 
 
-def os_error_line(err: OSError) -> str:
-    """An operating-system error on a file in one line: what the system said and which file.
-    FileNotFoundError is, in a stage, an input that an earlier stage makes: the fix is to run it."""
-    where = f" {err.filename}" if err.filename is not None else ""
-    what = err.strerror or one_line(err)
-    if isinstance(err, FileNotFoundError):
-        return f"{what}:{where}; run dvc repro to make it"
-    return f"{what}:{where}"
+def remake(path: str | Path) -> str:
+    """The command that re-makes `path`: `dvc repro <the stage whose output it is>`."""
+    try:
+        from dvc.repo import Repo
+
+        with Repo() as repo:
+            outs = repo.find_outs_by_path(str(path), strict=False)
+        return f"dvc repro {outs[0].stage.addressing}"
+    except Exception:  # not in a DVC project, or no stage makes it: the general answer
+        return "dvc repro"
 
 
-def run_stage(name: str, main: Callable[[list[str]], None]) -> None:
-    """Run a stage's main; an expected error prints `name: error: message` and exits 1, Ctrl-C
-    prints `name: stopped (Ctrl-C); ...` and exits 130. Outputs are written atomically, so either
-    way nothing half-written is left."""
+def missing(path: str | Path, what: str = "not found") -> ConvlabError:
+    """`path` is an output the pipeline makes and it is absent (or lacks `what`)."""
+    return ConvlabError(f"{path}: {what}; run `{remake(path)}`")
+
+
+def run_main(name: str, main: Callable[[list[str]], None]) -> None:
+    """Run main(argv); an expected failure prints `name: error: <one line>` and exits 1."""
     try:
         main(sys.argv[1:])
     except ConvlabError as err:
-        print(f"{name}: error: {err}", file=sys.stderr)
-        sys.exit(1)
-    except OSError as err:  # a file the system refuses: not a bug of the stage, said in one line
-        print(f"{name}: error: {os_error_line(err)}", file=sys.stderr)
-        sys.exit(1)
+        fail(name, str(err))
+    except FileNotFoundError as err:
+        fail(name, str(missing(err.filename or "a file")))
+    except OSError as err:  # the system refused a file: a full disk, a permission
+        fail(name, f"{err.strerror or err}: {err.filename or ''}".rstrip(": "))
     except KeyboardInterrupt:
-        print(f"{name}: stopped (Ctrl-C); {_AFTER_CTRL_C.get(name, _START_OVER)}", file=sys.stderr)
+        print(f"{name}: stopped (Ctrl-C); the same command goes on from where it stopped", file=sys.stderr)
         sys.exit(INTERRUPTED_EXIT)
+
+
+def fail(name: str, message: str) -> None:
+    print(f"{name}: error: {message}", file=sys.stderr)
+    sys.exit(1)

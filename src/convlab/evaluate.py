@@ -1,4 +1,4 @@
-"""Loss, accuracy, predictions and confusion matrices of a model on a split."""
+"""Loss, accuracy and predictions of a model on a split."""
 
 from __future__ import annotations
 
@@ -39,15 +39,3 @@ def evaluate(model: nn.Module, images: DeviceImages, batch_size: int) -> Evaluat
     predicted = torch.cat(predictions)
     accuracy = (predicted == images.y).double().mean().item()
     return Evaluation(loss_sum.item() / len(images), accuracy, predicted.cpu().numpy())
-
-
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int = 10) -> np.ndarray:
-    """counts[actual, predicted]."""
-    counts = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(counts, (labels.astype(np.int64), predictions.astype(np.int64)), 1)
-    return counts
-
-
-def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
-    totals = confusion.sum(axis=1)
-    return np.divide(np.diag(confusion), totals, out=np.zeros(len(totals)), where=totals > 0)

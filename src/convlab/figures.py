@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from convlab.cifar import CLASSES  # noqa: E402
 from convlab.report import VariantResult  # noqa: E402
-from convlab.stats import ACCURACY_BOUNDS, summarize  # noqa: E402
+from convlab.stats import summarize  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -50,11 +50,11 @@ def plot_grid(images: np.ndarray, labels: np.ndarray, path: Path, columns: int =
 
 
 def plot_curves(result: VariantResult, path: Path) -> None:
-    epochs = [row["epoch"] for row in result.epochs]
+    epochs = result.epochs["epoch"]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, key, title in ((loss_ax, "loss", "loss"), (acc_ax, "acc", "accuracy")):
-        ax.plot(epochs, [row[f"train_{key}"] for row in result.epochs], label="training")
-        ax.plot(epochs, [row[f"val_{key}"] for row in result.epochs], label="validation")
+        ax.plot(epochs, result.epochs[f"train_{key}"], label="training")
+        ax.plot(epochs, result.epochs[f"val_{key}"], label="validation")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no 1.2, 1.4, ... on short runs
         ax.set_title(f"{result.name}: {title}")
@@ -66,11 +66,7 @@ def plot_curves(result: VariantResult, path: Path) -> None:
 def plot_validation(results: list[VariantResult], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for result in results:
-        ax.plot(
-            [row["epoch"] for row in result.epochs],
-            [row["val_acc"] for row in result.epochs],
-            label=result.name,
-        )
+        ax.plot(result.epochs["epoch"], result.epochs["val_acc"], label=result.name)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("validation accuracy")
@@ -83,10 +79,10 @@ def plot_validation(results: list[VariantResult], path: Path) -> None:
 def plot_seeds(results: list[VariantResult], path: Path) -> None:
     """Every run's best validation and test accuracy, with each variant's mean and 95% CI."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, attribute, title in ((axes[0], "val_runs", "best validation"), (axes[1], "test_runs", "test")):
+    for ax, attribute, title in ((axes[0], "val_acc", "best validation"), (axes[1], "test_acc", "test")):
         for x, result in enumerate(results):
             values = getattr(result, attribute)
-            summary = summarize(values, ACCURACY_BOUNDS)
+            summary = summarize(values)
             low, high = summary.ci95 or (summary.mean, summary.mean)  # one run: no interval
             ax.scatter([x] * len(values), values, s=18, alpha=0.6, color=f"C{x}")
             ax.errorbar(
@@ -125,7 +121,9 @@ def plot_confusions(results: list[VariantResult], path: Path) -> None:
         ax.set_xlabel("predicted")
         if ax is np.atleast_1d(axes)[0]:
             ax.set_ylabel("actual")
-        ax.set_title(f"{result.name} (seed {result.seeds[0]}): test accuracy {result.test_runs[0]:.1%}")
+        ax.set_title(
+            f"{result.name} (seed {result.runs['seed'].iloc[0]}): test accuracy {result.test_acc[0]:.1%}"
+        )
     _save(fig, path)
 
 

@@ -1,11 +1,11 @@
-"""The study's report as Markdown: the results, which differences are larger than noise, and links
-to the figures (convlab.figures). One path for any number of runs per variant: one run is a
-mean of one, with no spread, and a difference between single runs is not judged against the
-seeds' noise (it cannot be measured from one run)."""
+"""The study's report as Markdown: each variant's runs, which differences are larger than seed noise,
+the models compared image by image, and the figures (convlab.figures). One path for any number of
+runs: one run is a mean of one, with no spread, and a difference with it is not judged. Each
+variant is described by what its runs' records say they were trained with, not by params.yaml.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,77 +13,98 @@ import numpy as np
 import pandas as pd
 
 from convlab.cifar import CLASSES
-from convlab.evaluate import per_class_accuracy
-from convlab.markdown import markdown_table
-from convlab.stats import ACCURACY_BOUNDS, binomial_standard_error, mcnemar, summarize, welch_difference
+from convlab.params import augmentation
+from convlab.stats import binomial_standard_error, mcnemar, summarize, welch_difference
 
-FIGURES = "figures"  # the report's PNGs, in this folder beside report.md
+# What the study being reproduced reported, and for which settings (epochs, pool1, pool2, fc, with
+# SGD lr 1e-3, momentum 0.9, batch 32 and no augmentation): shown beside a variant trained so.
+REFERENCE = {
+    (20, 0.0, 0.0, 0.0): "val close to 70%",
+    (40, 0.1, 0.2, 0.5): "val 77%, test 75%",
+}
+CLIPPED = "†"
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int = 10) -> np.ndarray:
+    """counts[actual, predicted]."""
+    counts = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(counts, (labels.astype(np.int64), predictions.astype(np.int64)), 1)
+    return counts
+
+
+def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
+    totals = confusion.sum(axis=1)
+    return np.divide(np.diag(confusion), totals, out=np.zeros(len(totals)), where=totals > 0)
 
 
 @dataclass(frozen=True)
 class VariantResult:
     name: str
-    dropout: tuple[float, float, float]
-    augmentation: str  # "none" or what the variant's training batches went through
-    epochs: list[dict[str, float]]  # rows of plots/train_<variant>/epochs.csv (first run)
-    runs: list[dict[str, Any]]  # rows of plots/train_<variant>/runs.csv: one per seed, first first
-    test_runs: list[float]  # test accuracy of each run's best checkpoint, in the order of runs
-    confusion: np.ndarray  # counts[actual, predicted], first run's model
-    correct: np.ndarray  # per test image, in test order: did the first run's model get it right
-    reference: str  # the reproduced study's figure (convlab.reference)
+    runs: pd.DataFrame  # runs.csv: one row per seed, with what it was trained with
+    epochs: pd.DataFrame  # epochs.csv: the first run's validation curve
+    test_acc: list[float]  # each run's test accuracy, in the order of runs
+    confusion: np.ndarray  # counts[actual, predicted] of the first run's model
+    correct: np.ndarray  # per test image: did the first run's model get it right
 
     @property
-    def seeds(self) -> list[int]:
-        return [int(run["seed"]) for run in self.runs]
+    def val_acc(self) -> list[float]:
+        return self.runs["best_val_acc"].tolist()
 
     @property
-    def val_runs(self) -> list[float]:
-        """Best validation accuracy of each run."""
-        return [float(run["best_val_acc"]) for run in self.runs]
+    def trained_with(self) -> dict[str, Any]:
+        return self.runs.iloc[0].to_dict()
 
-    @property
-    def train_seconds(self) -> float:
-        """Seconds in training steps, all runs together."""
-        return math.fsum(float(run["train_seconds"]) for run in self.runs)
+    def reference(self) -> str:
+        r = self.trained_with
+        study_sgd = (r["lr"], r["momentum"], r["batch_size"]) == (1e-3, 0.9, 32)
+        plain = not r["crop_padding"] and not r["flip"]
+        figure = REFERENCE.get((r["epochs"], r["pool1"], r["pool2"], r["fc"]))
+        return figure if figure and study_sgd and plain else "none (not the study's settings)"
 
-    @property
-    def ran_on(self) -> str:
-        """Device, precision and layout, the hardware by name and the threads, of the first run."""
-        first = self.runs[0]
-        return f"{first['runtime']}, {first['hardware']}, {first['threads']} threads"
+
+def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Rows (dicts with the same keys) as Markdown lines, cells as given and unpadded."""
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return lines + ["| " + " | ".join(str(row[key]) for key in head) + " |" for row in rows]
 
 
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def _points(value: float) -> str:
-    return f"{100 * value:.1f}"
-
-
-CLIPPED = "†"
-CLIPPED_NOTE = (
-    f"{CLIPPED} The t interval reached past what the quantity can be (an accuracy outside "
-    "0-100%, a difference outside ±100 points) and is cut at that bound: with this few runs and "
-    "this much spread it says little more than that."
-)
-
-
-def _spread(values: list[float]) -> str:
-    """'74.1% ± 0.6 [73.4, 74.8]': the runs' mean, standard deviation and 95% CI, in points
-    (the interval within 0-100%, marked where it had to be cut); one run: its value."""
-    summary = summarize(values, ACCURACY_BOUNDS)
+def spread(values: list[float]) -> str:
+    """'74.1% ± 0.6 [73.4, 74.8]': mean, std and 95% CI in points (marked where cut at 0-100%)."""
+    summary = summarize(values)
     if summary.ci95 is None:
         return _pct(summary.mean)
-    low, high = summary.ci95
+    low, high = (100 * bound for bound in summary.ci95)
     mark = CLIPPED if summary.clipped else ""
-    return f"{_pct(summary.mean)} ± {_points(summary.std or 0.0)} [{_points(low)}, {_points(high)}]{mark}"
+    return f"{_pct(summary.mean)} ± {100 * (summary.std or 0):.1f} [{low:.1f}, {high:.1f}]{mark}"
 
 
-def table(rows: list[dict[str, Any]] | pd.DataFrame) -> list[str]:
-    """The lines of a Markdown table of rows (dicts with the same keys, the column names, or a
-    frame), so a row reads (and greps) as `| baseline | 0/0/0 | ...`."""
-    return markdown_table(pd.DataFrame(rows)).splitlines()
+def _results(results: list[VariantResult]) -> list[str]:
+    rows = []
+    for r in results:
+        w = r.trained_with
+        first = r.runs.iloc[0]
+        diverged = int((r.runs["status"] != "finished").sum())
+        rows.append(
+            {
+                "variant": r.name,
+                "dropout (pool1/pool2/fc)": f"{w['pool1']:g}/{w['pool2']:g}/{w['fc']:g}",
+                "augmentation": augmentation(w["crop_padding"], w["flip"]),
+                "epochs": w["epochs"],
+                "seeds": len(r.runs) if not diverged else f"{len(r.runs)} ({diverged} diverged)",
+                "best val: mean ± std [95% CI]": spread(r.val_acc),
+                "best epoch (mean)": f"{r.runs['best_epoch'].mean():.1f}",
+                "test: mean ± std [95% CI]": spread(r.test_acc),
+                "train s (all runs)": f"{r.runs['train_seconds'].sum():.0f}",
+                "run on": f"{first['runtime']}, {first['hardware']}, {first['threads']} threads",
+                "study's reference": r.reference(),
+            }
+        )
+    return markdown_table(rows)
 
 
 def _pairs(results: list[VariantResult]) -> list[tuple[VariantResult, VariantResult]]:
@@ -94,131 +115,101 @@ def _verdict(beyond_noise: bool) -> str:
     return "**larger than noise**" if beyond_noise else "within noise"
 
 
-def _results(results: list[VariantResult]) -> list[str]:
-    return table(
-        [
-            {
-                "variant": r.name,
-                "dropout (pool1/pool2/fc)": "/".join(f"{d:g}" for d in r.dropout),
-                "augmentation": r.augmentation,
-                "epochs": len(r.epochs),
-                "seeds": len(r.seeds),
-                "best val: mean ± std [95% CI]": _spread(r.val_runs),
-                "best epoch (mean)": f"{round(np.mean([run['best_epoch'] for run in r.runs]), 1):g}",
-                "test: mean ± std [95% CI]": _spread(r.test_runs),
-                "train s (all runs)": f"{r.train_seconds:.0f}",
-                "run on": r.ran_on,
-                "study's reference": r.reference,
-            }
-            for r in results
-        ]
-    )
-
-
 def _differences(results: list[VariantResult], val_size: int) -> list[str]:
-    """Every pair of variants on validation and test: Welch's interval of the difference of the
-    means, and whether it excludes zero; not judged where a side has one run."""
-    runs = len(results[0].seeds)
-    plural = "s" if runs > 1 else ""
-    typical_se = binomial_standard_error(results[0].val_runs[0], val_size)
+    seeds = ", ".join(str(s) for s in results[0].runs["seed"])
+    typical = binomial_standard_error(results[0].val_acc[0], val_size)
     lines = [
         "## Which differences are larger than noise",
         "",
-        f"{runs} run{plural} per variant (seed{plural} {', '.join(map(str, results[0].seeds))}). "
-        "A difference of two recipes is larger than noise when the 95% confidence interval of the "
-        "difference of their means (Welch's t interval: unequal variances, Welch-Satterthwaite "
-        "degrees of freedom) excludes zero: the run-to-run spread does not explain it. That takes "
-        "two or more runs per variant (`dvc exp run -S train.seeds=5`); one run cannot measure it. "
-        f"Beside it, the evaluation's own noise: one {val_size:,}-image validation accuracy near "
-        f"{_pct(results[0].val_runs[0])} moves about {_points(typical_se)} points from the choice of "
-        "images alone.",
+        f"Runs per variant: seeds {seeds}. A difference of two recipes is larger than noise when the "
+        "95% interval of the difference of their means (Welch's t: unequal variances) excludes zero. "
+        "That takes two or more runs per variant (`dvc exp run -S train.seeds=5`). Beside it, the "
+        f"evaluation's own noise: one {val_size:,}-image validation accuracy near "
+        f"{_pct(results[0].val_acc[0])} moves about {100 * typical:.1f} points from the choice of images.",
         "",
     ]
-    clipped = any(summarize(v, ACCURACY_BOUNDS).clipped for r in results for v in (r.val_runs, r.test_runs))
-    rows = []
+    rows, clipped = [], False
     for a, b in _pairs(results):
-        row: dict[str, Any] = {"comparison": f"{a.name} vs {b.name}"}
-        for what, first, second in (("best val", a.val_runs, b.val_runs), ("test", a.test_runs, b.test_runs)):
+        row: dict[str, Any] = {"comparison": f"{a.name} - {b.name}"}
+        for what, first, second in (("best val", a.val_acc, b.val_acc), ("test", a.test_acc, b.test_acc)):
             d = welch_difference(first, second)
             if d.ci95 is None:
-                row[f"{what} difference [95% CI]"] = f"{100 * d.diff:+.1f} points"
-                row[f"{what} verdict"] = "not judged (one run each)"
+                row[f"{what} [95% CI]"], row[f"{what} verdict"] = (
+                    f"{100 * d.diff:+.1f}",
+                    "not judged (one run)",
+                )
                 continue
             clipped |= d.clipped
-            row[f"{what} difference [95% CI]"] = (
-                f"{100 * d.diff:+.1f} points [{100 * d.ci95[0]:+.1f}, {100 * d.ci95[1]:+.1f}]"
-                f"{CLIPPED if d.clipped else ''}"
-            )
+            low, high = (100 * bound for bound in d.ci95)
+            row[f"{what} [95% CI]"] = f"{100 * d.diff:+.1f} [{low:+.1f}, {high:+.1f}]{CLIPPED * d.clipped}"
             row[f"{what} verdict"] = _verdict(d.beyond_noise)
         rows.append(row)
-    return lines + table(rows) + (["", CLIPPED_NOTE] if clipped else [])
+    clipped |= any(summarize(v).clipped for r in results for v in (r.val_acc, r.test_acc))
+    note = f"{CLIPPED} The t interval reached past 0-100% (or ±100 points) and is cut there: it says little."
+    return lines + markdown_table(rows) + (["", note] if clipped else [])
 
 
 def _models_compared(results: list[VariantResult], test_size: int) -> list[str]:
-    """McNemar's exact test of the first seed's models on the same test images."""
-    seed = results[0].seeds[0]
+    seed = results[0].runs["seed"].iloc[0]
     lines = [
-        f"The test set is the same {test_size:,} images for every variant, so seed {seed}'s models "
-        "can also be compared image by image (McNemar's exact test on the images exactly one of "
-        "the two gets right). That tests the trained models, not the recipes: how far a recipe's "
-        "accuracy moves between training runs with other seeds is the noise above.",
+        f"The {test_size:,} test images are the same for every variant, so seed {seed}'s models are also "
+        "compared image by image (McNemar's exact test on the images exactly one of the two gets right). "
+        "That tests these trained models, not the recipes: the seeds' noise above is the recipes' test.",
         "",
     ]
     rows = []
-    for first, second in _pairs(results):
-        test = mcnemar(first.correct, second.correct)
+    for a, b in _pairs(results):
+        only_a, only_b, p = mcnemar(a.correct, b.correct)
         rows.append(
             {
-                "comparison": f"{first.name} vs {second.name}",
-                "test accuracy difference": f"{100 * (first.test_runs[0] - second.test_runs[0]):+.1f} points",
-                "images only the first gets right": test.only_a,
-                "only the second": test.only_b,
-                "p-value": f"{test.p_value:.2g}",
-                "verdict": f"{_verdict(test.p_value < 0.05)} (5% level)",
+                "comparison": f"{a.name} - {b.name}",
+                "test accuracy": f"{100 * (a.test_acc[0] - b.test_acc[0]):+.1f} points",
+                "only the first right": only_a,
+                "only the second": only_b,
+                "p": f"{p:.2g}",
+                "verdict (5% level)": _verdict(p < 0.05),
             }
         )
-    return lines + table(rows)
+    return lines + markdown_table(rows)
 
 
-def markdown(results: list[VariantResult], val_size: int, test_size: int, normalize: str) -> str:
-    """report.md. Every variant must have the same number of runs (the report compares like with
-    like; the report stage checks it)."""
-    seed = results[0].seeds[0]
+def markdown(results: list[VariantResult], sizes: dict[str, int], normalize: str) -> str:
+    """report.md; its figures are report/figures/<name>.png (convlab.figures.write_figures)."""
+    seed = results[0].runs["seed"].iloc[0]
     lines = [
         "# convlab report",
         "",
-        f"CIFAR-10, {val_size:,} validation and {test_size:,} test images; inputs: {normalize}.",
+        f"CIFAR-10, {sizes['train']:,} training, {sizes['val']:,} validation and {sizes['test']:,} test "
+        f"images; inputs: {normalize}.",
         "",
         *_results(results),
         "",
-        f"![every seed's accuracy]({FIGURES}/seeds.png)",
+        "![every seed's accuracy](figures/seeds.png)",
         "",
-        *_differences(results, val_size),
+        *_differences(results, sizes["val"]),
         "",
-        *_models_compared(results, test_size),
+        *_models_compared(results, sizes["test"]),
         "",
         "## Data",
         "",
-        f"![first training image]({FIGURES}/first_image.png) "
-        f"![first 100 training images]({FIGURES}/first_100.png)",
+        "![first training image](figures/first_image.png) ![first 100 images](figures/first_100.png)",
         "",
         "## Validation accuracy of every variant",
         "",
-        f"![validation accuracy]({FIGURES}/val_acc.png)",
+        "![validation accuracy](figures/val_acc.png)",
         "",
         f"## Training and validation curves (seed {seed})",
         "",
-    ]
-    for r in results:
-        lines += [f"![{r.name} curves]({FIGURES}/curves_{r.name}.png)", ""]
-    lines += [
+        *(f"![{r.name} curves](figures/curves_{r.name}.png)\n" for r in results),
         f"## Test confusion matrices of seed {seed}'s models (rows: actual, columns: predicted)",
         "",
-        f"![confusion matrices]({FIGURES}/confusion.png)",
+        "![confusion matrices](figures/confusion.png)",
         "",
         f"## Per-class test accuracy of seed {seed}'s models",
         "",
     ]
-    per_class = pd.DataFrame({r.name: per_class_accuracy(r.confusion) for r in results}, index=list(CLASSES))
-    lines += table(per_class.map(_pct).rename_axis("class").reset_index())
-    return "\n".join(lines) + "\n"
+    per_class = [
+        {"class": name, **{r.name: _pct(per_class_accuracy(r.confusion)[i]) for r in results}}
+        for i, name in enumerate(CLASSES)
+    ]
+    return "\n".join(lines + markdown_table(per_class)) + "\n"

@@ -1,14 +1,11 @@
 """Turn the train params' device, precision, layout and compile choices into what runs.
 
-The defaults ('auto') are the fastest settings that learn the same as fp32, chosen from what the
-hardware does natively and never from timings, so one machine always makes the same choice:
-- CPU: bf16 autocast where the CPU multiplies bf16 in hardware (AMX or AVX512-BF16 on x86, the
-  `bf16` feature on arm64), fp32 where bf16 would be emulated (slower than fp32). With
-  channels-last, bf16 runs a training step 2.5x faster than fp32 NCHW on AMX (Sapphire Rapids) and
-  1.8x on AVX512-BF16 (AMD Zen 4): bench/step_time.py, figures in README's Performance section.
-- CUDA: bf16 autocast where the card supports it.
-- torch.compile: slower than eager on the 2-core CPUs measured at batch 32 (15.7 vs 9.6 ms a step
-  with AMX, 22.4 vs 17.5 ms on Zen 4), so 'auto' leaves it off; 'on' turns it on.
+precision 'auto' is the fastest setting that learns the same as fp32, chosen from what the hardware
+does natively and never from timings, so one machine always makes the same choice: bf16 autocast
+on CUDA cards that support it and on CPUs that multiply bf16 in hardware (AMX or AVX512-BF16 on
+x86, the `bf16` feature on arm64), fp32 where bf16 would be emulated (slower than fp32).
+torch.compile is off unless asked for ('on'): at batch 32 on the 2-core CPUs measured it was slower
+than eager (bench/README.md).
 """
 
 from __future__ import annotations
@@ -22,11 +19,8 @@ import torch
 
 from convlab.params import ParamsError, TrainParams
 
-# CPU feature flags (as Linux names them in /proc/cpuinfo) that mean bf16 dot products in
-# hardware, with the name a person knows them by. x86 lists `flags`, arm64 `Features`.
-_X86_BF16 = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"))
-_ARM64_BF16 = (("bf16", "Arm BF16"),)
-_ARM64_MACHINES = ("aarch64", "arm64")
+# CPU feature flags (as /proc/cpuinfo names them) that mean bf16 arithmetic in hardware.
+_NATIVE_BF16 = {"x86": (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16")), "arm": (("bf16", "Arm BF16"),)}
 
 
 @dataclass(frozen=True)
@@ -35,7 +29,7 @@ class Runtime:
     autocast_dtype: torch.dtype | None  # None: plain fp32
     channels_last: bool
     compile: bool
-    precision_reason: str = ""  # why this precision, in words, for logs and the run record
+    precision_reason: str = ""  # why this precision, in words, for logs and the run's record
 
     @property
     def precision(self) -> str:
@@ -46,46 +40,36 @@ class Runtime:
         return f"{self.device} {self.precision} {layout}{' compiled' if self.compile else ''}"
 
 
-def native_bf16_feature(cpuinfo: str, machine: str) -> str | None:
-    """The CPU feature that multiplies bf16 in hardware, named, e.g. 'AMX (amx_bf16)'; None where
-    the CPU has none and bf16 would be emulated. `cpuinfo` is /proc/cpuinfo's text, `machine`
-    platform.machine()."""
-    words: set[str] = set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            words.update(value.split())
-    table = _ARM64_BF16 if machine.lower() in _ARM64_MACHINES else _X86_BF16
-    for flag, name in table:
-        if flag in words:
-            return f"{name} ({flag})"
-    return None
-
-
 @functools.cache
-def _this_cpu_bf16_feature() -> str | None:
+def _cpuinfo() -> str:
     try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:  # not Linux: no flags to read, so no claim of native bf16
-        return None
-    return native_bf16_feature(cpuinfo, platform.machine())
+        return ""
 
 
-@functools.cache
+def native_bf16_feature(cpuinfo: str, machine: str) -> str | None:
+    """The CPU feature that multiplies bf16 in hardware, e.g. 'AMX (amx_bf16)', or None."""
+    words = {
+        word
+        for line in cpuinfo.splitlines()
+        if line.partition(":")[0].strip().lower() in ("flags", "features")
+        for word in line.partition(":")[2].split()
+    }
+    family = "arm" if machine.lower() in ("aarch64", "arm64") else "x86"
+    return next((f"{name} ({flag})" for flag, name in _NATIVE_BF16[family] if flag in words), None)
+
+
 def cpu_model() -> str:
-    """The CPU's model name (for the figures a run prints), or the machine type if unknown."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model", "CPU part") and value.strip():
-                return value.strip()
-    except OSError:
-        pass
+    """The CPU's model name, or the machine type where /proc/cpuinfo does not say."""
+    for line in _cpuinfo().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model") and value.strip():
+            return value.strip()
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def hardware(runtime: Runtime) -> str:
-    """What runs the work, by name: the GPU's model or the CPU's."""
     if runtime.device.type == "cuda":
         return torch.cuda.get_device_name(runtime.device)
     return cpu_model()
@@ -95,26 +79,19 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ParamsError(f"train.device = {name!r} is not allowed: no CUDA device is available")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ParamsError(
-                f"train.device = {name!r} is not allowed: only {torch.cuda.device_count()} CUDA "
-                "device(s) are present"
-            )
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ParamsError(
+            f"train.device = {name!r} is not allowed: there are {torch.cuda.device_count()} CUDA devices here"
+        )
     return device
 
 
 def choose_precision(
-    precision: str, device: torch.device, cpu_feature: str | None = None
+    precision: str, device: torch.device, cpu_feature: str | None
 ) -> tuple[torch.dtype | None, str]:
-    """The autocast dtype (None: fp32) for train.precision on `device`, and why, in words.
-    `cpu_feature` is the CPU's native bf16 feature (native_bf16_feature), read for 'auto' on a CPU."""
-    if precision == "fp32":
-        return None, "train.precision = fp32"
-    if precision == "bf16":
-        return torch.bfloat16, "train.precision = bf16"
+    """The autocast dtype (None: fp32) for train.precision on `device`, and why, in words."""
+    if precision != "auto":
+        return (torch.bfloat16 if precision == "bf16" else None), f"train.precision = {precision}"
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
             return torch.bfloat16, "auto: the CUDA device supports bf16"
@@ -126,12 +103,6 @@ def choose_precision(
 
 def resolve_runtime(params: TrainParams) -> Runtime:
     device = resolve_device(params.device)
-    feature = _this_cpu_bf16_feature() if device.type == "cpu" else None
+    feature = native_bf16_feature(_cpuinfo(), platform.machine()) if device.type == "cpu" else None
     dtype, reason = choose_precision(params.precision, device, feature)
-    return Runtime(
-        device=device,
-        autocast_dtype=dtype,
-        channels_last=params.channels_last,
-        compile=params.compile == "on",
-        precision_reason=reason,
-    )
+    return Runtime(device, dtype, params.channels_last, params.compile == "on", reason)

@@ -1,8 +1,7 @@
 """Build archives in the official CIFAR-10 python format from synthetic, learnable images.
 
-Tests and benchmarks use them instead of the real data set: same layout, same pickle protocol
-and keys, any size; or the same content re-pickled by Python 3 at another protocol, as a repacked
-copy would be. Each class has its own colour and stripe pattern under per-pixel noise, so a
+Tests, the demo and benchmarks use them instead of the real data set: same layout, same pickle
+protocol and keys, any size. Each class has its own colour and stripe pattern under per-pixel noise, so a
 small ConvNet learns it well above chance within an epoch or two.
 """
 
@@ -57,10 +56,8 @@ class _Python2Pickler(pickle._Pickler):  # type: ignore[name-defined]
     dispatch[bytes] = save_binstring
 
 
-def _pickle(obj: object, protocol: int | None = None) -> bytes:
-    """Python 2's protocol 2 (the official archive's) when protocol is None, else Python 3's."""
-    if protocol is not None:
-        return pickle.dumps(obj, protocol=protocol)
+def _pickle(obj: object) -> bytes:
+    """Pickled as the official archive is: Python 2's protocol 2."""
     buffer = io.BytesIO()
     _Python2Pickler(buffer, protocol=2).dump(obj)
     return buffer.getvalue()
@@ -73,7 +70,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def batch_bytes(images: np.ndarray, labels: np.ndarray, label: str, protocol: int | None = None) -> bytes:
+def batch_bytes(images: np.ndarray, labels: np.ndarray, label: str) -> bytes:
     """A batch pickle as CIFAR-10 has it: bytes keys, uint8 data, list labels, file names."""
     return _pickle(
         {
@@ -81,19 +78,17 @@ def batch_bytes(images: np.ndarray, labels: np.ndarray, label: str, protocol: in
             b"labels": [int(v) for v in labels],
             b"data": np.ascontiguousarray(images, dtype=np.uint8),
             b"filenames": [f"{i}_{CLASSES[v]}.png".encode() for i, v in enumerate(labels)],
-        },
-        protocol,
+        }
     )
 
 
-def meta_bytes(per_batch: int, protocol: int | None = None) -> bytes:
+def meta_bytes(per_batch: int) -> bytes:
     return _pickle(
         {
             b"num_cases_per_batch": per_batch,
             b"label_names": [c.encode() for c in CLASSES],
             b"num_vis": PIXELS,
-        },
-        protocol,
+        }
     )
 
 
@@ -103,22 +98,20 @@ def write_archive(
     test_size: int | None = None,
     seed: int = 0,
     members: dict[str, bytes] | None = None,
-    protocol: int | None = None,
 ) -> Path:
     """Write a cifar-10-python.tar.gz of 5 x per_batch training and test_size test images.
 
     `members` replaces or adds raw members (name inside cifar-10-batches-py/ -> bytes), which
-    tests use to build broken archives. `protocol` None pickles as the official archive does
-    (Python 2, protocol 2); 2 to 5 re-pickle the same content with Python 3's pickle.
+    tests use to build broken archives.
     """
     test_size = per_batch if test_size is None else test_size
     x_train, y_train = synthetic_images(5 * per_batch, seed)
     x_test, y_test = synthetic_images(test_size, seed + 1)
-    content = {META: meta_bytes(per_batch, protocol)}
+    content = {META: meta_bytes(per_batch)}
     for i, name in enumerate(TRAIN_BATCHES):
         part = slice(i * per_batch, (i + 1) * per_batch)
-        content[name] = batch_bytes(x_train[part], y_train[part], f"training batch {i + 1} of 5", protocol)
-    content[TEST_BATCH] = batch_bytes(x_test, y_test, "testing batch 1 of 1", protocol)
+        content[name] = batch_bytes(x_train[part], y_train[part], f"training batch {i + 1} of 5")
+    content[TEST_BATCH] = batch_bytes(x_test, y_test, "testing batch 1 of 1")
     content["readme.html"] = (
         b"<meta HTTP-EQUIV='REFRESH' content='0; url=https://www.cs.toronto.edu/~kriz/cifar.html'>"
     )

@@ -6,8 +6,9 @@
 Steps never wait on the device inside an epoch except at log points (every `log_every` steps, and
 at the end of an epoch that had none): loss sums and correct counts accumulate in device tensors
 and are read only then. After each epoch the model is validated, the best weights are kept, and
-(given a Resume) the whole training state is saved, sealed, so a killed run continues from its
-last finished epoch and a damaged state is never used.
+(given a resume path) the whole training state is saved, so a killed run continues from its last
+finished epoch. A loss that becomes NaN or infinite ends the run there: it is a result, recorded
+as diverged with the best weights it reached, and never resumed.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from convlab.batches import DeviceImages, draw_pixel_maps
-from convlab.checkpoint import CheckpointError, load_sealed, save_sealed
-from convlab.errors import ConvlabError
+from convlab.checkpoint import load_resume, save_resume
 from convlab.evaluate import evaluate
 from convlab.model import ConvNet
 from convlab.params import TrainParams, VariantParams
@@ -37,8 +37,8 @@ from convlab.runtime import Runtime, hardware
 Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-class DivergenceError(ConvlabError, RuntimeError):
-    """The training loss became NaN or infinite."""
+class Diverged(Exception):
+    """The training loss became NaN or infinite; its message says where."""
 
 
 @dataclass(frozen=True)
@@ -89,22 +89,25 @@ class TrainResult:
     seed: int
     history: History
     best_state: dict[str, torch.Tensor]
-    best_epoch: int
+    best_epoch: int  # 0: no epoch finished (a run that diverged in its first), the initial weights
     best_val_acc: float
+    best_val_loss: float
     resumed_from_epoch: int
+    status: str  # "finished", or "diverged: ..." with where
     images_per_second: float  # training images over seconds in training steps, all epochs
 
-    def record(self, runtime: Runtime) -> dict[str, Any]:
-        """The run's row of runs.csv (stage_files.RUNS): its accuracies and losses, and how it ran."""
-        final = self.history.epochs[-1]
+    def record(self, runtime: Runtime, variant: VariantParams, params: TrainParams) -> dict[str, Any]:
+        """The run's row of runs.csv: its accuracies and losses, how it ran and what it was trained
+        with, so every result names its own settings."""
+        final = self.history.epochs[-1] if self.history.epochs else None
         return {
             "seed": self.seed,
             "best_val_acc": self.best_val_acc,
             "best_epoch": self.best_epoch,
-            "final_val_acc": final.val_acc,
-            "final_val_loss": final.val_loss,
-            "final_train_acc": final.train_acc,
-            "final_train_loss": final.train_loss,
+            "final_val_acc": final.val_acc if final else self.best_val_acc,
+            "final_val_loss": final.val_loss if final else self.best_val_loss,
+            "final_train_acc": final.train_acc if final else math.nan,
+            "final_train_loss": final.train_loss if final else math.nan,
             "train_seconds": round(self.history.train_seconds, 2),
             "wall_seconds": round(self.history.wall_seconds, 2),
             "images_per_second": round(self.images_per_second, 1),
@@ -113,6 +116,9 @@ class TrainResult:
             "hardware": hardware(runtime),
             # CPU results repeat exactly only on the same kind of CPU with the same thread count.
             "threads": torch.get_num_threads(),
+            "status": self.status,
+            **variant.model_dump(),
+            **params.model_dump(include={"batch_size", "lr", "momentum"}),
         }
 
 
@@ -150,6 +156,7 @@ class RunState:
     best_state: dict[str, torch.Tensor]
     best_epoch: int = 0
     best_val_acc: float = -1.0
+    best_val_loss: float = math.nan
 
     @classmethod
     def fresh(cls, variant: VariantParams, params: TrainParams, runtime: Runtime, seed: int) -> RunState:
@@ -163,9 +170,9 @@ class RunState:
         best = copy.deepcopy(model.state_dict())
         return cls(model, make_optimizer(model, params), shuffle, History(), best)
 
-    def keep_if_best(self, epoch: int, val_acc: float) -> None:
+    def keep_if_best(self, epoch: int, val_acc: float, val_loss: float) -> None:
         if val_acc > self.best_val_acc:
-            self.best_val_acc, self.best_epoch = val_acc, epoch
+            self.best_val_acc, self.best_epoch, self.best_val_loss = val_acc, epoch, val_loss
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def to_dict(self, device: torch.device) -> dict[str, Any]:
@@ -179,6 +186,7 @@ class RunState:
             "best_state": self.best_state,
             "best_epoch": self.best_epoch,
             "best_val_acc": self.best_val_acc,
+            "best_val_loss": self.best_val_loss,
         }
 
     def restore(self, saved: dict[str, Any], device: torch.device) -> None:
@@ -190,32 +198,7 @@ class RunState:
         self.shuffle.set_state(saved["shuffle_rng"])
         self.history = History.from_dict(saved["history"])
         self.best_state, self.best_epoch = saved["best_state"], saved["best_epoch"]
-        self.best_val_acc = saved["best_val_acc"]
-
-
-@dataclass(frozen=True)
-class Resume:
-    """Where a run saves its state after every epoch, and the key of everything that decides the
-    run (params, data, code): a state saved under another key belongs to another run."""
-
-    path: Path
-    key: str
-
-    def load(self) -> dict[str, Any] | None:
-        """The saved state of this run, or None: no file, another run's, or damaged (said in one
-        line, and the file removed, so the run starts over rather than go on from bad numbers)."""
-        if not self.path.exists():
-            return None
-        try:
-            saved = load_sealed(self.path)
-        except CheckpointError as err:
-            print(f"resume: {err.path} {err.what}: this run starts over", flush=True)
-            self.path.unlink(missing_ok=True)
-            return None
-        return saved if saved.get("key") == self.key else None
-
-    def save(self, state: RunState, device: torch.device) -> None:
-        save_sealed(self.path, {"key": self.key, **state.to_dict(device)})
+        self.best_val_acc, self.best_val_loss = saved["best_val_acc"], saved["best_val_loss"]
 
 
 class _Meter:
@@ -292,12 +275,7 @@ def train_epoch(
         last = i == steps - 1
         if global_step % params.log_every == 0 or last:
             if (bad := meter.bad_step()) is not None:
-                raise DivergenceError(
-                    f"training loss became {loss.item()} at step {bad} (epoch {epoch}) "
-                    f"with lr={params.lr}, momentum={params.momentum}, "
-                    f"batch_size={params.batch_size}, dropout=({variant.pool1}, "
-                    f"{variant.pool2}, {variant.fc}); no metrics were written"
-                )
+                raise Diverged(f"diverged: loss {loss.item()} at step {bad} (epoch {epoch})")
             epoch_has_point = bool(state.history.steps) and state.history.steps[-1].epoch == epoch
             if global_step % params.log_every == 0 or not epoch_has_point:
                 state.history.steps.append(meter.close_window(global_step, epoch))
@@ -313,27 +291,35 @@ def train(
     params: TrainParams,
     runtime: Runtime,
     seed: int,
-    resume: Resume | None = None,
+    resume: Path | None = None,
     on_epoch: Callable[[History], None] | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train a fresh ConvNet for variant.epochs epochs (or go on from a resume state); return the
-    history and the best weights. On the CPU the same seed gives the same metrics, run after run."""
+    """Train a fresh ConvNet for variant.epochs epochs (or go on from the state saved at `resume`);
+    return the history and the best weights. On the CPU the same seed gives the same metrics."""
     state = RunState.fresh(variant, params, runtime, seed)
-    saved = resume.load() if resume is not None else None
+    saved = load_resume(resume) if resume is not None else None
     if saved is not None:
         state.restore(saved, runtime.device)
     resumed_from = len(state.history.epochs)
     step = make_step(state.model, state.optimizer, runtime)
+    status = "finished"
 
     for epoch in range(resumed_from + 1, variant.epochs + 1):
         start = time.perf_counter()
         state.model.train()
-        train_loss, train_acc = train_epoch(state, step, train_data, variant, params, epoch, progress)
+        try:
+            train_loss, train_acc = train_epoch(state, step, train_data, variant, params, epoch, progress)
+        except Diverged as diverged:
+            status = str(diverged)
+            print(f"epoch {epoch:3d}/{variant.epochs}  {status}: the run ends here", flush=True)
+            if resume is not None:
+                resume.unlink(missing_ok=True)  # a diverged run is a result, never resumed
+            break
         state.history.train_seconds += time.perf_counter() - start
 
         val = evaluate(state.model, val_data, params.eval_batch_size)
-        state.keep_if_best(epoch, val.accuracy)
+        state.keep_if_best(epoch, val.accuracy, val.loss)
         seconds = time.perf_counter() - start
         state.history.epochs.append(EpochLog(epoch, train_loss, train_acc, val.loss, val.accuracy, seconds))
         state.history.wall_seconds += seconds
@@ -343,17 +329,23 @@ def train(
             flush=True,
         )
         if resume is not None:
-            resume.save(state, runtime.device)
+            save_resume(resume, state.to_dict(runtime.device))
         if on_epoch is not None:
             on_epoch(state.history)
 
-    trained_images, seconds = len(train_data) * len(state.history.epochs), state.history.train_seconds
+    if state.best_epoch == 0:  # diverged in its first epoch: what it reached is its initial weights
+        state.model.load_state_dict(state.best_state)
+        initial = evaluate(state.model, val_data, params.eval_batch_size)
+        state.best_val_acc, state.best_val_loss = initial.accuracy, initial.loss
+    seconds = state.history.train_seconds
     return TrainResult(
         seed=seed,
         history=state.history,
         best_state={k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.best_state.items()},
         best_epoch=state.best_epoch,
         best_val_acc=state.best_val_acc,
+        best_val_loss=state.best_val_loss,
         resumed_from_epoch=resumed_from,
-        images_per_second=trained_images / seconds if seconds else 0.0,
+        status=status,
+        images_per_second=len(train_data) * len(state.history.epochs) / seconds if seconds else 0.0,
     )

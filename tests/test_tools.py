@@ -1,0 +1,120 @@
+"""The tools at their boundaries: the ablation's table read strictly and only rows that pair with
+the study, the demo outside a git clone, the run cache pushed to an unreachable remote."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from helpers import PROJECT, git, one_line_error, python
+
+from convlab.errors import ConvlabError
+
+
+def tool(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, PROJECT / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ablation = tool("ablation")
+HEADER = ",".join(ablation.COLUMNS)
+
+
+def study(repo: Path, accuracies: dict[str, float]) -> str:
+    """Commit a study of one seed per variant with these best validation accuracies; its commit."""
+    for variant, acc in accuracies.items():
+        runs = repo / f"plots/train_{variant}/runs.csv"
+        runs.parent.mkdir(parents=True, exist_ok=True)
+        runs.write_text(f"seed,best_val_acc,runtime\n0,{acc},cpu fp32 channels-last\n")
+        (repo / "plots/test").mkdir(parents=True, exist_ok=True)
+        (repo / f"plots/test/{variant}.csv").write_text(f"seed,test_acc\n0,{acc - 0.01}\n")
+    (repo / "dvc.lock").write_text(f"# {accuracies}\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a study")
+    return git(repo, "rev-parse", "--short=7", "HEAD").strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "report").mkdir()
+    shutil.copy(PROJECT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy(PROJECT / "report/ablation.yaml", tmp_path / "report/ablation.yaml")
+    git(tmp_path, "init", "-q")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def row(
+    setting: str, variant: str, epochs: int, fc: float, acc: float, study: str, precision: str = "fp32"
+) -> str:
+    return f"{setting},{variant},{epochs},0.1,0.1,{fc},0,False,0,{acc},{acc - 0.01},{precision},{study}"
+
+
+def test_rows_that_do_not_pair_with_the_study_are_refused(repo: Path) -> None:
+    first = study(repo, {"baseline": 0.70, "dropout": 0.72, "staged_dropout": 0.78})
+    rows = [
+        row("dropout", "dropout", 20, 0.1, 0.72, first),
+        row("dropout_40", "dropout", 40, 0.1, 0.73, first),
+    ]
+    (repo / "report/ablation.csv").write_text("\n".join([HEADER, *rows]) + "\n")
+    ablation.analyze()
+    assert (
+        "| dropout_40 - dropout | test | 1 |" not in (repo / "report/ablation.md").read_text()
+    )  # one seed: no test
+    for bad, expected in [
+        (row("dropout_40", "dropout", 2, 0.1, 0.73, first), "dropout_40 seed 0: trained with another epochs"),
+        (row("dropout_40", "dropout", 40, 0.1, 0.73, first, "bf16"), "trained in bf16, the study in fp32"),
+        (row("dropout_40", "baseline", 40, 0.1, 0.73, first), "trains baseline, not the setting's variant"),
+    ]:
+        (repo / "report/ablation.csv").write_text("\n".join([HEADER, rows[0], bad]) + "\n")
+        with pytest.raises(ConvlabError, match=expected):
+            ablation.analyze()
+    second = study(repo, {"baseline": 0.70, "dropout": 0.74, "staged_dropout": 0.78})
+    redone = row("dropout", "dropout", 20, 0.1, 0.74, second)
+    (repo / "report/ablation.csv").write_text("\n".join([HEADER, redone, rows[1]]) + "\n")
+    with pytest.raises(
+        ConvlabError, match=f"the study it ran beside \\({first}\\) is not HEAD's study \\({second}\\)"
+    ):
+        ablation.analyze()
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("7_9e-1", "line 2, best_val_acc: '7_9e-1' is not float"),
+        ("inf", "line 2, best_val_acc: 'inf' is not float"),
+        ("1.5", "line 2: an accuracy outside [0, 1]"),
+        ("", "line 2, best_val_acc: '' is not float"),
+    ],
+)
+def test_the_table_is_read_strictly(cell: str, expected: str) -> None:
+    text = f"{HEADER}\n{row('dropout', 'dropout', 20, 0.1, 0.5, 'abc1234').replace(',0.5,', f',{cell},')}\n"
+    with pytest.raises(ConvlabError, match=expected.replace("[", r"\[").replace("]", r"\]")):
+        ablation.read_table(text)
+    with pytest.raises(ConvlabError, match="has columns setting, variant"):
+        ablation.read_table(text.replace(",study", ""))
+
+
+def test_the_demo_outside_a_git_clone_is_one_line(tmp_path: Path) -> None:
+    for folder in ("tools", "src"):
+        shutil.copytree(PROJECT / folder, tmp_path / folder)
+    line = one_line_error(python(tmp_path, "tools/demo.py", check=False), "demo")
+    assert "is not a git clone with a commit" in line and not (tmp_path / "demo").exists()
+
+
+def test_an_unreachable_remote_is_one_line(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    python(tmp_path, "-m", "dvc", "init", "-q")
+    python(tmp_path, "-m", "dvc", "remote", "add", "-d", "team", "http://127.0.0.1:9/storage")
+    (tmp_path / "data.txt").write_text("a run's output\n")
+    python(tmp_path, "-m", "dvc", "add", "-q", "data.txt")
+    shutil.copytree(PROJECT / "tools", tmp_path / "tools")
+    shutil.copytree(PROJECT / "src", tmp_path / "src")
+    line = one_line_error(python(tmp_path, "tools/share_runs.py", check=False), "share_runs")
+    assert "cannot push to the DVC remote 'team'" in line
