@@ -1,7 +1,7 @@
 """Stage evaluate_test@<variant>: the best checkpoint of each of the variant's runs on the test images.
 
-Writes plots/test/<variant>.csv (each run's test accuracy and loss, and the epoch of its
-checkpoint), plots/confusion/<variant>.csv (actual and predicted class of every test image by the
+Writes results/evaluate_<variant>/tests.csv (each run's test accuracy and loss, and the epoch of
+its checkpoint), confusion.csv beside it (actual and predicted class of every test image by the
 first run's model) and the mean test accuracy as the variant's metric.
 
 Usage: python stages/evaluate.py VARIANT
@@ -15,15 +15,7 @@ from convlab.cifar import CLASSES
 from convlab.data import load_normalization, load_split
 from convlab.errors import ConvlabError, run_main
 from convlab.evaluate import evaluate
-from convlab.outputs import (
-    PREPARED,
-    confusion_path,
-    model_path,
-    test_metric,
-    tests_path,
-    write_csv,
-    write_json,
-)
+from convlab.outputs import PREPARED, model_path, test_metric, test_results, write_csv, write_json
 from convlab.params import load_params
 from convlab.runtime import resolve_runtime
 from convlab.stats import mean
@@ -46,16 +38,20 @@ def main(argv: list[str]) -> None:
         )
         rows.append(
             {
+                "variant": name,
                 "seed": run["seed"],
                 "test_acc": result.accuracy,
                 "test_loss": result.loss,
                 "checkpoint_epoch": run["epoch"],
             }
         )
-    write_csv(tests_path(name), rows)
+    write_csv(test_results(name) / "tests.csv", rows)
     labels = test.y.cpu().numpy()
     pairs = zip(labels, results[0].predictions, strict=True)
-    write_csv(confusion_path(name), [{"actual": CLASSES[a], "predicted": CLASSES[p]} for a, p in pairs])
+    write_csv(
+        test_results(name) / "confusion.csv",
+        [{"variant": name, "actual": CLASSES[a], "predicted": CLASSES[p]} for a, p in pairs],
+    )
     write_json(test_metric(name), {name: {"test": mean([r.accuracy for r in results])}})
 
 

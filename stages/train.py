@@ -1,6 +1,6 @@
 """Stage train_<variant>: train one variant once per seed (train.seeds); write the best checkpoint
-of each run, one row per run (runs.csv), the first run's curves (steps.csv, epochs.csv), and the
-mean best validation accuracy as the variant's metric.
+of each run, one row per run (results/train_<variant>/runs.csv), the first run's curves (steps.csv,
+epochs.csv), and the mean best validation accuracy as the variant's metric.
 
 Usage: python stages/train.py VARIANT (a section of params.yaml with a train_VARIANT stage)
 """
@@ -18,7 +18,7 @@ from convlab.checkpoint import resume_dir, run_key, save_models
 from convlab.data import load_normalization, load_split
 from convlab.errors import ConvlabError, run_main
 from convlab.model import ConvNet, count_parameters
-from convlab.outputs import PREPARED, model_path, train_plots, val_metric, write_csv, write_json
+from convlab.outputs import PREPARED, model_path, train_results, val_metric, write_csv, write_json
 from convlab.params import load_params
 from convlab.runtime import hardware, resolve_runtime
 from convlab.stats import mean
@@ -55,19 +55,15 @@ def main(argv: list[str]) -> None:
         f"({runtime.precision_reason}; {hardware(runtime)}, {torch.get_num_threads()} threads)",
         flush=True,
     )
-    plots = train_plots(name)
+    tables = train_results(name)
 
     def write_curves(history: History) -> None:
-        write_csv(
-            plots / "epochs.csv",
-            [dataclasses.asdict(e) for e in history.epochs],
-            list(EpochLog.__dataclass_fields__),
-        )
-        write_csv(
-            plots / "steps.csv",
-            [dataclasses.asdict(s) for s in history.steps],
-            list(StepLog.__dataclass_fields__),
-        )
+        for name_csv, logs, kind in (
+            ("epochs.csv", history.epochs, EpochLog),
+            ("steps.csv", history.steps, StepLog),
+        ):
+            rows = [{"variant": name, **dataclasses.asdict(log)} for log in logs]
+            write_csv(tables / name_csv, rows, ["variant", *kind.__dataclass_fields__])
 
     # One run per seed, each resumable per epoch from its own file until the stage ends: a stage
     # killed and run again skips the finished seeds and resumes the interrupted one.
@@ -100,7 +96,9 @@ def main(argv: list[str]) -> None:
     ]
     save_models(model_path(name), name, runs)
     write_curves(results[0].history)
-    write_csv(plots / "runs.csv", [r.record(runtime, variant, params.train) for r in results])
+    write_csv(
+        tables / "runs.csv", [{"variant": name, **r.record(runtime, variant, params.train)} for r in results]
+    )
     best = mean([r.best_val_acc for r in results])
     write_json(val_metric(name), {name: {"val": best}})
     for finished in resumes:

@@ -50,37 +50,60 @@ def test_each_stage_depends_on_every_file_it_runs() -> None:
 
 
 @pytest.mark.slow
-def test_the_pipeline_from_download_to_a_fresh_clone(tmp_path: Path) -> None:
+def test_the_pipeline_from_download_to_review_and_a_fresh_clone(tmp_path: Path) -> None:
     archive = write_archive(tmp_path / "served/cifar-10-python.tar.gz", per_batch=200, test_size=300)
     epochs = {variant: {"epochs": 2} for variant in VARIANTS}
     with LoopbackServer(tmp_path / "served") as server:
         # data.url is a dead link: $CIFAR10_URL takes its place.
         data = {"url": server.url("gone.tar.gz"), "md5": file_md5(archive), "val_size": 200}
-        repo = copy_project(tmp_path / "repo", {"data": data, **epochs})
+        repo = copy_project(tmp_path / "repo", {"data": data, "train": {"seeds": 2}, **epochs})
         result = dvc(repo, "repro", CIFAR10_URL=server.url("cifar-10-python.tar.gz"))
     assert ran_stages(result.stdout) == STAGES
     stats = json.loads((repo / "data/prepared/stats.json").read_text())
     assert stats["sizes"] == {"train": 800, "val": 200, "test": 300} and len(stats["content_sha256"]) == 64
-    for variant in VARIANTS:
-        runs = pd.read_csv(repo / f"plots/train_{variant}/runs.csv")
-        assert runs[["seed", "status", "epochs"]].values.tolist() == [[0, "finished", 2]]
+    runs = pd.read_csv(repo / "plots/runs.csv")
+    assert runs[["variant", "seed", "status", "epochs"]].values.tolist() == [
+        [variant, seed, "finished", 2] for variant in VARIANTS for seed in (0, 1)]  # fmt: skip
+    for variant, each in runs.groupby("variant"):
         val = json.loads((repo / f"metrics/train_{variant}.json").read_text())
-        assert val == {variant: {"val": runs["best_val_acc"][0]}} and val[variant]["val"] > 0.3
+        test = json.loads((repo / f"metrics/test_{variant}.json").read_text())
+        assert val == {variant: {"val": each["best_val_acc"].mean()}} and val[variant]["val"] > 0.3
+        assert test == {variant: {"test": each["test_acc"].mean()}}
     report = (repo / "report/report.md").read_text()
-    assert "| staged_dropout | 0.1/0.2/0.5 | none | 2 | 1 |" in report
+    assert "| staged_dropout | 0.1/0.2/0.5 | none | 2 | 2 |" in report
     for figure in re.findall(r"\]\((figures/[^)]+\.png)\)", report):
         assert (repo / "report" / figure).stat().st_size > 1000
     assert dvc(repo, "status").stdout.strip() == "Data and pipelines are up to date."
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "results")
 
-    # One variant's param re-runs that variant alone; its old value is restored from the run cache.
-    assert ran_stages(dvc(repo, "exp", "run", "-n", "fc3", "-S", "dropout.fc=0.3").stdout) == [
-        "train_dropout", "evaluate_test@dropout", "report"]  # fmt: skip
-    back = dvc(repo, "exp", "run", "-n", "fc1", "-S", "dropout.fc=0.1").stdout
-    assert ran_stages(back) == ["report"] and "Stage 'train_dropout' is cached" in back
+    # A pull request that changes one variant's param re-trains that variant alone, and its review
+    # says what changed and whether it beats the seeds' noise.
+    git(repo, "checkout", "-qb", "fc3")
+    set_params(repo, {"dropout": {"fc": 0.3}})
+    assert ran_stages(dvc(repo, "repro").stdout) == ["train_dropout", "evaluate_test@dropout", "report"]
+    git(repo, "commit", "-qam", "dropout.fc 0.3")
+    review = python(repo, "tools/review.py", "master").stdout
+    assert "| dropout.fc | 0.1 | 0.3 |" in review and "Unchanged: baseline, staged_dropout." in review
+    assert re.search(
+        r"\| dropout \| test \| \d+\.\d% \| \d+\.\d% \| [-+]\d+\.\d \[.*\] \| (within|\*\*larger than) noise",
+        review,
+    )
+    for image in ("val_acc.png", "seeds.png"):
+        assert (repo / "review" / image).read_bytes().startswith(b"\x89PNG")
+
+    # Back on master, the same change as an experiment is restored from the run cache, not trained
+    # (the report, which has no run cache of its own, is written again).
+    git(repo, "checkout", "-q", "master")
+    dvc(repo, "checkout")
+    restored = dvc(repo, "exp", "run", "-n", "fc3", "-S", "dropout.fc=0.3").stdout
+    assert ran_stages(restored) == ["report"] and "Stage 'train_dropout' is cached" in restored
+    assert ran_stages(dvc(repo, "exp", "run", "-n", "fc1", "-S", "dropout.fc=0.1").stdout) == ["report"]
     table = python(repo, "tools/sweep.py", "dropout.fc").stdout
-    assert re.search(r"\| 0\.1 \| fc1 \| \d+\.\d% \| \d+\.\d% \|", table) and "| 0.3 | fc3 |" in table
+    assert re.search(r"\| 0\.1 \| fc1 \| \d+\.\d% ± \d+\.\d \|", table) and "| 0.3 | fc3 |" in table
+    compared = python(repo, "tools/review.py", "--experiments").stdout.splitlines()
+    assert compared[0].split() == ["experiment", "changed", "baseline", "dropout", "staged_dropout"]
+    assert any(line.split()[:3] == ["fc3", "dropout.fc=0.3", "="] for line in compared)
 
     # A fourth variant is data: a params.yaml section and its stages in dvc.yaml, nothing else.
     git(repo, "checkout", "--", "params.yaml")
@@ -88,16 +111,14 @@ def test_the_pipeline_from_download_to_a_fresh_clone(tmp_path: Path) -> None:
     pipeline = (repo / "dvc.yaml").read_text()
     train = pipeline[pipeline.index("  train_dropout:") : pipeline.index("  train_staged_dropout:")]
     pipeline = pipeline.replace("  evaluate_test:", train.replace("dropout", "wide_fc") + "  evaluate_test:")
-    pipeline = pipeline.replace(
-        "foreach: [baseline, dropout, staged_dropout]",
-        "foreach: [baseline, dropout, staged_dropout, wide_fc]",
-    )
-    pipeline = pipeline.replace(
-        "params: [baseline, dropout, staged_dropout]", "params: [baseline, dropout, staged_dropout, wide_fc]"
-    )
+    for listed in (
+        "foreach: [baseline, dropout, staged_dropout",
+        "params: [baseline, dropout, staged_dropout",
+    ):
+        pipeline = pipeline.replace(listed, f"{listed}, wide_fc")
     (repo / "dvc.yaml").write_text(pipeline)
     assert ran_stages(dvc(repo, "repro").stdout) == ["train_wide_fc", "evaluate_test@wide_fc", "report"]
-    assert "| wide_fc | 0/0/0.7 | none | 1 | 1 |" in (repo / "report/report.md").read_text()
+    assert "| wide_fc | 0/0/0.7 | none | 1 | 2 |" in (repo / "report/report.md").read_text()
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "a fourth variant")
 
@@ -106,6 +127,9 @@ def test_the_pipeline_from_download_to_a_fresh_clone(tmp_path: Path) -> None:
     dvc(repo, "push")
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(repo), str(clone))
+    dvc(clone, "plots", "show", "-o", "page")  # before anything is pulled: the page draws offline
+    page = (clone / "page/index.html").read_text()
+    assert "vegaEmbed" in page and "<script src=" not in page and page.count('<div id = "') == 6
     with LoopbackServer(tmp_path / "storage") as storage:
         dvc(clone, "remote", "add", "-f", "-d", "public", storage.url("").rstrip("/"))
         dvc(clone, "pull")

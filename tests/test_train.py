@@ -75,7 +75,7 @@ def test_a_killed_stage_resumes_to_the_same_numbers(tiny_archive: Path, tmp_path
         repo / "data/prepared", splits, normalization_stats(splits["train"].x, "standardize"), "0" * 64
     )
     python(repo, "stages/train.py", "baseline")
-    whole = pd.read_csv(repo / "plots/train_baseline/runs.csv").drop(columns=TIMING, errors="ignore")
+    whole = pd.read_csv(repo / "results/train_baseline/runs.csv").drop(columns=TIMING, errors="ignore")
     cache = Path(environment()["XDG_CACHE_HOME"]) / "convlab/resume"
     stage = subprocess.Popen([sys.executable, "stages/train.py", "baseline"], cwd=repo, env=environment(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -86,7 +86,7 @@ def test_a_killed_stage_resumes_to_the_same_numbers(tiny_archive: Path, tmp_path
     resumed = python(repo, "stages/train.py", "baseline").stdout
     assert "train_baseline: seed 0 resumed after epoch" in resumed
     assert (
-        pd.read_csv(repo / "plots/train_baseline/runs.csv")
+        pd.read_csv(repo / "results/train_baseline/runs.csv")
         .drop(columns=TIMING, errors="ignore")
         .equals(whole)
     )

@@ -35,7 +35,7 @@ import pandas as pd
 import yaml
 
 from convlab.errors import ConvlabError, run_main
-from convlab.outputs import tests_path, train_plots, write_text
+from convlab.outputs import RUNS, write_text
 from convlab.params import load_params
 from convlab.report import markdown_table
 from convlab.stats import holm, paired_difference, sign_flip_p
@@ -130,18 +130,16 @@ def study_commit(rev: str = "HEAD") -> str:
 
 
 def study_runs(rev: str, variant: str) -> dict[int, dict[str, Any]]:
-    """The study's runs of `variant` at commit `rev`: seed -> accuracies and precision."""
-    runs = pd.read_csv(io.StringIO(_git("show", f"{rev}:{train_plots(variant).as_posix()}/runs.csv")))
-    tests = pd.read_csv(io.StringIO(_git("show", f"{rev}:{tests_path(variant).as_posix()}")))
-    test_acc = dict(zip(tests["seed"], tests["test_acc"], strict=True))
+    """The study's runs of `variant` at commit `rev`: seed -> accuracies, precision and params."""
+    runs = pd.read_csv(io.StringIO(_git("show", f"{rev}:{RUNS.as_posix()}")))
     return {
         int(run["seed"]): {
             "best_val_acc": float(run["best_val_acc"]),
-            "test_acc": float(test_acc[run["seed"]]),
+            "test_acc": float(run["test_acc"]),
             "precision": run["runtime"].split()[1],  # "<device> <precision> <layout>"
-            **{key: run[key] for key in PARAMS if key in run},
+            **{key: run[key] for key in PARAMS},
         }
-        for run in runs.to_dict("records")
+        for run in runs[runs["variant"] == variant].to_dict("records")
     }
 
 

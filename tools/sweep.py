@@ -24,7 +24,7 @@ import matplotlib
 import pandas as pd
 
 from convlab.errors import ConvlabError, run_main
-from convlab.outputs import tests_path, train_plots
+from convlab.outputs import RUNS
 from convlab.params import load_params
 from convlab.report import markdown_table
 
@@ -65,11 +65,11 @@ def choose(frame: pd.DataFrame, swept: list[str], params: list[str]) -> tuple[pd
 
 def seed_std(rev: str, variant: str, kind: str) -> float:
     """The std over the experiment's seeds, from the runs its commit holds (NaN where unread)."""
-    path = train_plots(variant) / "runs.csv" if kind == "val" else tests_path(variant)
-    shown = subprocess.run(["git", "show", f"{rev}:{path.as_posix()}"], capture_output=True, text=True)
+    shown = subprocess.run(["git", "show", f"{rev}:{RUNS.as_posix()}"], capture_output=True, text=True)
     if shown.returncode != 0:
         return float("nan")
-    return float(pd.read_csv(io.StringIO(shown.stdout))[ACCURACIES[kind]].std())
+    runs = pd.read_csv(io.StringIO(shown.stdout))
+    return float(runs[runs["variant"] == variant][ACCURACIES[kind]].std())
 
 
 def sweep_table(frame: pd.DataFrame, param: str, by: list[str], variants: list[str]) -> pd.DataFrame:

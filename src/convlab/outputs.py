@@ -1,8 +1,11 @@
 """Where the stages keep what they make, and the one way they write and read it.
 
 The paths are the ones dvc.yaml declares (tests/test_pipeline.py runs the real pipeline, so a path
-that differs fails there). Every output is written atomically: to a temp name beside it, renamed
-into place when whole, so a stage that fails or is stopped leaves the old output or none. What one
+that differs fails there). Each train and evaluate stage keeps its tables in DVC's cache (results/);
+the report stage, where the variants meet, puts them side by side in git (plots/), one file per
+kind of table, so each chart `dvc plots` draws is one file with every variant. Every output is
+written atomically: to a temp name beside it, renamed into place when whole, so a stage that
+fails or is stopped leaves the old output or none. What one
 stage writes another reads as it is: it is DVC's output, hashed and re-made when it changes. A
 file or column that is missing is one line naming it and the `dvc repro` that makes it.
 """
@@ -32,9 +35,16 @@ def model_path(variant: str) -> Path:
     return Path(f"models/{variant}.pt")
 
 
-def train_plots(variant: str) -> Path:
-    """steps.csv (the first run's training curve), epochs.csv (its validation curve), runs.csv."""
-    return Path(f"plots/train_{variant}")
+def train_results(variant: str) -> Path:
+    """The train stage's tables (DVC's cache): runs.csv (a row per seed), epochs.csv and steps.csv
+    (the first seed's curves)."""
+    return Path(f"results/train_{variant}")
+
+
+def test_results(variant: str) -> Path:
+    """The evaluate stage's tables (DVC's cache): tests.csv (a row per seed), confusion.csv (the
+    first seed's prediction of every test image)."""
+    return Path(f"results/evaluate_{variant}")
 
 
 def val_metric(variant: str) -> Path:
@@ -45,12 +55,13 @@ def test_metric(variant: str) -> Path:
     return Path(f"metrics/test_{variant}.json")
 
 
-def tests_path(variant: str) -> Path:
-    return Path(f"plots/test/{variant}.csv")
-
-
-def confusion_path(variant: str) -> Path:
-    return Path(f"plots/confusion/{variant}.csv")
+# Every variant's tables side by side, with a variant column (the report stage's, in git): what
+# `dvc plots show/diff` draws and what tools/review.py, sweep.py and ablation.py read at a commit.
+PLOTS = Path("plots")
+RUNS = PLOTS / "runs.csv"  # a row per variant and seed: its record, test accuracy and loss
+EPOCHS = PLOTS / "epochs.csv"
+STEPS = PLOTS / "steps.csv"
+CONFUSION = PLOTS / "confusion.csv"
 
 
 @contextlib.contextmanager

@@ -111,7 +111,7 @@ def _pairs(results: list[VariantResult]) -> list[tuple[VariantResult, VariantRes
     return [(a, b) for i, a in enumerate(results) for b in results[i + 1 :]]
 
 
-def _verdict(beyond_noise: bool) -> str:
+def verdict(beyond_noise: bool) -> str:
     return "**larger than noise**" if beyond_noise else "within noise"
 
 
@@ -142,7 +142,7 @@ def _differences(results: list[VariantResult], val_size: int) -> list[str]:
             clipped |= d.clipped
             low, high = (100 * bound for bound in d.ci95)
             row[f"{what} [95% CI]"] = f"{100 * d.diff:+.1f} [{low:+.1f}, {high:+.1f}]{CLIPPED * d.clipped}"
-            row[f"{what} verdict"] = _verdict(d.beyond_noise)
+            row[f"{what} verdict"] = verdict(d.beyond_noise)
         rows.append(row)
     clipped |= any(summarize(v).clipped for r in results for v in (r.val_acc, r.test_acc))
     note = f"{CLIPPED} The t interval reached past 0-100% (or ±100 points) and is cut there: it says little."
@@ -167,7 +167,7 @@ def _models_compared(results: list[VariantResult], test_size: int) -> list[str]:
                 "only the first right": only_a,
                 "only the second": only_b,
                 "p": f"{p:.2g}",
-                "verdict (5% level)": _verdict(p < 0.05),
+                "verdict (5% level)": verdict(p < 0.05),
             }
         )
     return lines + markdown_table(rows)
