@@ -9,6 +9,12 @@ Usage: python stages/evaluate.py VARIANT
 
 from __future__ import annotations
 
+# torch reads its CPU kernel caps once, when it loads: set them from the params before it does.
+from convlab.kernels import cap_from_params
+
+cap_from_params("evaluate_test")
+# ruff: noqa: E402 (the imports below load torch)
+
 from convlab.batches import DeviceImages
 from convlab.checkpoint import load_models
 from convlab.cifar import CLASSES

@@ -7,6 +7,12 @@ Usage: python stages/train.py VARIANT (a section of params.yaml with a train_VAR
 
 from __future__ import annotations
 
+# torch reads its CPU kernel caps once, when it loads: set them from the params before it does.
+from convlab.kernels import cap_from_params
+
+cap_from_params("train")
+# ruff: noqa: E402 (the imports below load torch)
+
 import dataclasses
 from pathlib import Path
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers import copy_project, environment, python
+from helpers import copy_project, environment, python, set_params
 
 from convlab.batches import DeviceImages
 from convlab.cifar import read_archive
@@ -66,14 +66,18 @@ def test_dropout_keeps_one_minus_p_of_the_units_and_scales_them() -> None:
     assert out.is_contiguous(memory_format=torch.channels_last) and torch.equal(dropout(x, 0.2, False), x)
 
 
+def prepared(repo: Path, archive: Path) -> Path:
+    """A project copy with the archive split as the split stage would (validation: 64 images)."""
+    copy_project(repo, {"baseline": {"epochs": 3}, "data": {"val_size": 64}})
+    splits = split_dataset(read_archive(archive), 64)
+    norm = normalization_stats(splits["train"].x, "standardize")
+    save_prepared(repo / "data/prepared", splits, norm, "0" * 64)
+    return repo
+
+
 @pytest.mark.slow
 def test_a_killed_stage_resumes_to_the_same_numbers(tiny_archive: Path, tmp_path: Path) -> None:
-    repo = copy_project(tmp_path / "repo", {"baseline": {"epochs": 3}, "data": {"val_size": 64}})
-    data = read_archive(tiny_archive)
-    splits = split_dataset(data, 64)
-    save_prepared(
-        repo / "data/prepared", splits, normalization_stats(splits["train"].x, "standardize"), "0" * 64
-    )
+    repo = prepared(tmp_path / "repo", tiny_archive)
     python(repo, "stages/train.py", "baseline")
     whole = pd.read_csv(repo / "results/train_baseline/runs.csv").drop(columns=TIMING, errors="ignore")
     cache = Path(environment()["XDG_CACHE_HOME"]) / "convlab/resume"
@@ -91,3 +95,24 @@ def test_a_killed_stage_resumes_to_the_same_numbers(tiny_archive: Path, tmp_path
         .equals(whole)
     )
     assert not list(cache.glob("*.pt"))
+    assert pd.read_csv(repo / "results/train_baseline/runs.csv")["cpu_kernels_used"].tolist() == ["AVX2"]
+
+
+@pytest.mark.slow
+def test_the_kernel_caps_are_part_of_every_runs_key(
+    tiny_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run with other kernels is another run: DVC's run cache (and dvc.lock) keys it apart."""
+    from dvc.repo import Repo
+    from dvc.stage.cache import _get_stage_hash
+
+    repo = prepared(tmp_path / "repo", tiny_archive)
+    monkeypatch.chdir(repo)
+    keys = []
+    for caps in ("avx2", "native", "avx2"):
+        set_params(repo, {"train": {"cpu_kernels": caps}})
+        with Repo(str(repo)) as project:
+            (stage,) = project.stage.collect("train_baseline")
+            stage.save_deps()  # the params' values, as `dvc repro` reads them
+            keys.append(_get_stage_hash(stage))
+    assert keys[0] != keys[1] and keys[0] == keys[2]

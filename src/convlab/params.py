@@ -83,6 +83,7 @@ class TrainParams(_Section):
     eval_batch_size: Annotated[int, Field(ge=1, le=10_000)]
     device: Annotated[str, AfterValidator(_device)]
     precision: Literal["auto", "fp32", "bf16"]
+    cpu_kernels: Literal["avx2", "native"]
     channels_last: bool
     compile: Literal["auto", "on", "off"]
 

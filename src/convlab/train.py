@@ -114,11 +114,14 @@ class TrainResult:
             "runtime": runtime.describe(),
             "precision_reason": runtime.precision_reason,
             "hardware": hardware(runtime),
-            # CPU results repeat exactly only on the same kind of CPU with the same thread count.
+            # CPU results repeat exactly given the kernels (train.cpu_kernels) and the thread count.
             "threads": torch.get_num_threads(),
+            "cpu_kernels_used": torch.backends.cpu.get_cpu_capability()
+            if runtime.device.type == "cpu"
+            else "-",
             "status": self.status,
             **variant.model_dump(),
-            **params.model_dump(include={"batch_size", "lr", "momentum"}),
+            **params.model_dump(include={"batch_size", "lr", "momentum", "cpu_kernels"}),
         }
 
 
