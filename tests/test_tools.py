@@ -54,7 +54,8 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def row(
     setting: str, variant: str, epochs: int, fc: float, acc: float, study: str, precision: str = "fp32"
 ) -> str:
-    return f"{setting},{variant},{epochs},0.1,0.1,{fc},0,False,0,{acc},{acc - 0.01},{precision},{study}"
+    accuracies = f"{acc},{acc - 0.01}"
+    return f"{setting},{variant},{epochs},0.1,0.1,{fc},0,False,0,{accuracies},{precision},standardize,{study}"
 
 
 def test_rows_that_do_not_pair_with_the_study_are_refused(repo: Path) -> None:

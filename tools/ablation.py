@@ -47,9 +47,9 @@ PREFIX = "ablation-"
 COLUMNS = {
     "setting": str, "variant": str, "epochs": int, "pool1": float, "pool2": float, "fc": float,
     "crop_padding": int, "flip": bool, "seed": int, "best_val_acc": float, "test_acc": float,
-    "precision": str, "study": str,
+    "precision": str, "normalize": str, "study": str,
 }  # fmt: skip
-PARAMS = ("epochs", "pool1", "pool2", "fc", "crop_padding", "flip")
+PARAMS = ("epochs", "pool1", "pool2", "fc", "crop_padding", "flip")  # a variant's, in each run's record
 METRICS = {"test_acc": "test", "best_val_acc": "best val"}
 
 
@@ -83,6 +83,8 @@ def _in_range(row: dict[str, Any]) -> str | None:
         return "an accuracy outside [0, 1]"
     if not all(0 <= row[r] < 1 for r in ("pool1", "pool2", "fc")) or row["epochs"] < 1 or row["seed"] < 0:
         return "a dropout rate, epochs or seed out of range"
+    if row["normalize"] not in ("standardize", "none"):
+        return "a normalize other than standardize or none"
     return None if row["precision"] in ("fp32", "bf16") else "a precision other than fp32 or bf16"
 
 
@@ -130,13 +132,15 @@ def study_commit(rev: str = "HEAD") -> str:
 
 
 def study_runs(rev: str, variant: str) -> dict[int, dict[str, Any]]:
-    """The study's runs of `variant` at commit `rev`: seed -> accuracies, precision and params."""
+    """The runs of `variant` at commit `rev`: seed -> accuracies, precision, params, normalize."""
     runs = pd.read_csv(io.StringIO(_git("show", f"{rev}:{RUNS.as_posix()}")))
+    normalize = yaml.safe_load(_git("show", f"{rev}:params.yaml"))["data"]["normalize"]
     return {
         int(run["seed"]): {
             "best_val_acc": float(run["best_val_acc"]),
             "test_acc": float(run["test_acc"]),
             "precision": run["runtime"].split()[1],  # "<device> <precision> <layout>"
+            "normalize": normalize,
             **{key: run[key] for key in PARAMS},
         }
         for run in runs[runs["variant"] == variant].to_dict("records")
@@ -170,11 +174,14 @@ class Study:
         ]
 
     def expected(self, setting: str) -> dict[str, Any]:
-        """The params a setting's runs train with: its variant's, with the setting's values."""
+        """The params a setting's runs train with: its variant's and the data's, with its values."""
         spec = self.settings.get(setting, {"variant": setting, "set": {}})
-        params = self.params.variant(spec["variant"]).model_dump()
-        params.update({key.partition(".")[2]: value for key, value in spec["set"].items()})
-        return {key: params[key] for key in PARAMS}
+        params = {
+            **self.params.variant(spec["variant"]).model_dump(),
+            "normalize": self.params.data.normalize,
+        }
+        params.update({key.rpartition(".")[2]: value for key, value in spec["set"].items()})
+        return {key: params[key] for key in (*PARAMS, "normalize")}
 
     def check(self, row: dict[str, Any]) -> None:
         """Refuse a row that does not pair with this study (see the module's notes)."""
@@ -222,9 +229,8 @@ def experiment_row(name: str, base: str, sha: str, study: Study) -> dict[str, An
     if list(runs) != [seed]:
         raise AblationError(f"experiment {name} ran seeds {list(runs)}, not {seed} alone")
     run = runs[seed]
-    return {"setting": setting, "variant": variant, **{k: run[k] for k in PARAMS}, "seed": seed,
-            "best_val_acc": run["best_val_acc"], "test_acc": run["test_acc"],
-            "precision": run["precision"], "study": study_commit(base)}  # fmt: skip
+    measured = {key: run[key] for key in (*PARAMS, "best_val_acc", "test_acc", "precision", "normalize")}
+    return {"setting": setting, "variant": variant, "seed": seed, **measured, "study": study_commit(base)}
 
 
 def _write_csv(rows: list[dict[str, Any]]) -> None:
@@ -308,7 +314,8 @@ def analysis(rows: list[dict[str, Any]]) -> str:
             if len(seeds) >= 2:
                 d = paired_difference(a[seeds].tolist(), b[seeds].tolist())
                 flip = sign_flip_p(a[seeds].tolist(), b[seeds].tolist())
-                above = int((a[seeds] > b[seeds]).sum())
+                signs = [int((a[seeds] > b[seeds]).sum()), int((a[seeds] == b[seeds]).sum())]
+                above = f"{signs[0]} higher, {signs[1]} equal, {len(seeds) - sum(signs)} lower"
                 results.append((comparison, label, seeds, d, flip, above))
     adjusted = holm([d.p_value for _, _, _, d, _, _ in results])
     lines = [
@@ -333,7 +340,7 @@ def analysis(rows: list[dict[str, Any]]) -> str:
             "metric": label,
             "seeds": len(seeds),
             "mean paired difference [95% CI]": _points(d.diff, d.ci95),
-            "a > b on": f"{above} of {len(seeds)}",
+            "a against b, seed by seed": above,
             "p (t)": f"{d.p_value:.2g}",
             "p (sign-flip)": f"{flip:.2g}",
             "p (Holm)": f"{p:.2g}",

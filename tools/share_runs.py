@@ -11,7 +11,7 @@ push moves "nothing except the runs files"). This pushes the records as DVC does
 that any record names and this cache holds.
 
 A remote that is a folder is pushed to only where that folder exists: DVC would otherwise create
-it, so a remote named for another machine's disk (the study's `study-machine`) would quietly fill
+it, so a remote named for another machine's disk would quietly fill
 a new folder beside the clone instead of failing.
 """
 
