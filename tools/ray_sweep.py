@@ -284,7 +284,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("-n", "--name", default="sweep", help="experiment names start NAME- (default: sweep)")
     parser.add_argument("--git-remote", default="origin", help="has the commit, gets the experiments")
     parser.add_argument("--dvc-remote", help="gets the outputs (default: the committed default remote)")
-    parser.add_argument("--address", help="a Ray cluster's address (default: a local Ray instance)")
+    parser.add_argument(
+        "--address", default=os.environ.get("RAY_ADDRESS"),
+        help="a Ray cluster's address (default: RAY_ADDRESS, which a Ray job has; else a local Ray instance)",
+    )  # fmt: skip
     parser.add_argument("--cpus-per-run", type=amount, default=1.0, help="CPUs, and threads, of a run")
     parser.add_argument("--gpus-per-run", type=amount, default=0.0, help="GPUs of a run; 0.25: four a GPU")
     parser.add_argument(
@@ -313,7 +316,7 @@ def main(argv: list[str]) -> None:
     there = remote_refs(url, experiment_ref(commit, "*"))
     todo = {name: params for name, params in names.items() if experiment_ref(commit, name) not in there}
     already = f"{len(names) - len(todo)} on {args.git_remote} already"
-    print(f"ray_sweep: {len(names)} experiments of {commit[:7]}, {already}", flush=True)
+    print(f"ray_sweep: {len(names)} experiment(s) of {commit[:7]}, {already}", flush=True)
     work = args.work_dir.resolve() if args.work_dir else default_work_dir()
     remove_stale(work / "clones")  # this node's; each task removes its own node's
     common = ["--git-remote", url, "--rev", commit, "--dvc-remote", remote]
