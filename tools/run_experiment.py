@@ -28,6 +28,7 @@ checkout's git identity, or GIT_COMMITTER_NAME and GIT_COMMITTER_EMAIL).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -177,16 +178,15 @@ def identity(cwd: Path) -> tuple[str, str]:
     return match[1], match[2]
 
 
-def remove_stale(clones: Path) -> list[Path]:
-    """Remove the clone folders no living run holds (left by a run that was killed); the removed."""
-    removed = []
+def remove_stale(clones: Path) -> None:
+    """Remove the clone folders that no living run holds: runs that were killed left them."""
     for folder in sorted(clones.glob("*")) if clones.is_dir() else []:
         try:
             lock = os.open(folder / "lock", os.O_RDWR)
-        except FileNotFoundError:
-            if time.time() - folder.stat().st_mtime > STALE_UNLOCKED_S:
-                shutil.rmtree(folder, ignore_errors=True)
-                removed.append(folder)
+        except FileNotFoundError:  # gone (another run removed it), or not locked yet: unless it is old
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - folder.stat().st_mtime > STALE_UNLOCKED_S:
+                    shutil.rmtree(folder, ignore_errors=True)
             continue
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -195,8 +195,6 @@ def remove_stale(clones: Path) -> list[Path]:
             continue
         shutil.rmtree(folder, ignore_errors=True)
         os.close(lock)
-        removed.append(folder)
-    return removed
 
 
 def claim(clones: Path, name: str) -> tuple[Path, int]:
