@@ -345,6 +345,7 @@ def main(argv: list[str]) -> None:
     try:
         params = checked_point(args.params)
         url, commit = source(args.git_remote, args.rev)
+        result["commit"] = commit
         result = run_experiment(args.name, params, url, commit, args.dvc_remote, args.work_dir.resolve())
     except ConvlabError as error:
         log = error.log if isinstance(error, ExperimentFailed) else ""
