@@ -32,7 +32,8 @@ def set_params(repo: Path, changes: dict[str, dict[str, Any]]) -> None:
 def copy_project(target: Path, params: dict[str, dict[str, Any]] | None = None) -> Path:
     """The working tree as a fresh clone has it (tracked and unignored files), params merged over
     SMALL, committed in a new git repo, without the committed study's results (its metrics, plots
-    and figures are the pipeline's to make)."""
+    and figures are the pipeline's to make; dvc.lock stays: a stage whose inputs are the committed
+    ones, the plots page, need not run)."""
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT, capture_output=True, check=True
     ).stdout.decode()
@@ -40,7 +41,6 @@ def copy_project(target: Path, params: dict[str, dict[str, Any]] | None = None) 
         if (PROJECT / name).is_file() and not name.startswith(("metrics/", "plots/", "report/figures/")):
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(PROJECT / name, target / name)
-    (target / "dvc.lock").unlink(missing_ok=True)
     params = params or {}
     set_params(target, {**SMALL, **params, "train": {**SMALL["train"], **params.get("train", {})}})
     git(target, "init", "-q")
