@@ -34,3 +34,15 @@ def server(tmp_path: Path) -> Iterator[LoopbackServer]:
     (tmp_path / "served").mkdir()
     with LoopbackServer(tmp_path / "served") as running:
         yield running
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The two whole-pipeline tests first, then the quick tests, then the other slow ones: each
+    xdist worker (`--dist loadgroup` holds two tests per worker) starts on one pipeline test with
+    only a quick test queued behind it, so the suite lasts about as long as its longest test."""
+
+    def order(item: pytest.Item) -> int:
+        slow = item.get_closest_marker("slow") is not None
+        return 0 if slow and item.path.name == "test_pipeline.py" else 2 if slow else 1
+
+    items.sort(key=order)

@@ -60,17 +60,9 @@ def environment(**extra: str) -> dict[str, str]:
 
 
 def run(cwd: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
-    import time
-
-    t = time.time()
     result = subprocess.run(
         list(args), cwd=cwd, env=environment(**env), capture_output=True, text=True, timeout=600
     )
-    if os.environ.get("TIME_RUNS"):
-        print(
-            f"[{time.time() - t:6.1f}s] {' '.join(args[1:4])}",
-            re.findall(r"Running stage '([^']+)'", result.stdout),
-        )
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(args)} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
