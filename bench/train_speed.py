@@ -40,8 +40,9 @@ def _early_args() -> argparse.Namespace:
     return early.parse_known_args()[0]
 
 
-_EARLY = _early_args()
-cap_cpu_kernels(_EARLY.cpu_kernels or load_params(_EARLY.params).train.cpu_kernels)
+if __name__ == "__main__":  # a bench that imports this module has chosen its own kernels
+    _EARLY = _early_args()
+    cap_cpu_kernels(_EARLY.cpu_kernels or load_params(_EARLY.params).train.cpu_kernels)
 
 import numpy as np
 import psutil
