@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of the speed issue, in one go, on a machine with CUDA and the project installed
+# The GPU checks in one go, on a machine with CUDA and the project installed
 # (`pip install -e .`):
 #   1. bench/step_time.py (one step per precision/layout/compile), then
 #      bench/train_speed.py on the real archive: the textbook loop vs convlab, bf16 and fp32,
