@@ -12,6 +12,7 @@ import pytest
 from helpers import PROJECT, git, one_line_error, python
 
 from convlab.errors import ConvlabError
+from convlab.stats import seeds_for_power
 
 
 def tool(name: str) -> ModuleType:
@@ -126,3 +127,10 @@ def test_the_review_workflow_is_a_valid_github_workflow() -> None:
     checked = python(PROJECT, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
                      ".github/workflows/review.yml")  # fmt: skip
     assert "ok -- validation done" in checked.stdout
+
+
+def test_the_seeds_a_comparison_needs_match_the_power_tables() -> None:
+    """report/ablation.md's 'seeds for 80% power': a paired t test at 0.05 finds an effect of one
+    standard deviation with 10 pairs, of half of one with 34 (Cohen's tables, G*Power)."""
+    assert [seeds_for_power(1.0, 1.0, 0.05), seeds_for_power(0.5, 1.0, 0.05)] == [10, 34]
+    assert seeds_for_power(0.0, 1.0, 0.05) is None and seeds_for_power(0.1, 1.0, 0.05 / 12) is None

@@ -38,7 +38,7 @@ from convlab.errors import ConvlabError, run_main
 from convlab.outputs import RUNS, write_text
 from convlab.params import load_params
 from convlab.report import markdown_table
-from convlab.stats import holm, paired_difference, sign_flip_p
+from convlab.stats import holm, paired_difference, seeds_for_power, sign_flip_p
 
 CSV = Path("report/ablation.csv")
 ANALYSIS = Path("report/ablation.md")
@@ -316,8 +316,10 @@ def analysis(rows: list[dict[str, Any]]) -> str:
                 flip = sign_flip_p(a[seeds].tolist(), b[seeds].tolist())
                 signs = [int((a[seeds] > b[seeds]).sum()), int((a[seeds] == b[seeds]).sum())]
                 above = f"{signs[0]} higher, {signs[1]} equal, {len(seeds) - sum(signs)} lower"
-                results.append((comparison, label, seeds, d, flip, above))
-    adjusted = holm([d.p_value for _, _, _, d, _, _ in results])
+                spread = float((a[seeds] - b[seeds]).std(ddof=1))
+                results.append((comparison, label, seeds, d, flip, above, spread))
+    adjusted = holm([d.p_value for _, _, _, d, _, _, _ in results])
+    strictest = 0.05 / max(len(results), 1)  # Holm's first step
     lines = [
         "# The epoch-matched ablation",
         "",
@@ -326,7 +328,9 @@ def analysis(rows: list[dict[str, Any]]) -> str:
         "of the images, so settings are compared seed by seed: the mean paired difference, its 95% t "
         "interval and the paired t test's p; beside it the exact sign-flip p (all 2^n sign patterns of the "
         "n differences; no normality assumed: with five seeds it cannot go below 2/32 = 0.0625); Holm's "
-        "adjustment of the t p over every comparison below. Test accuracy of the checkpoint chosen on "
+        "adjustment of the t p over every comparison below; and how many seeds a paired t test needs to find "
+        "the measured difference 8 times in 10, if the differences spread as measured, at p < 0.05 and at "
+        f"Holm's strictest step (0.05 / {len(results)}). Test accuracy of the checkpoint chosen on "
         "validation is the headline; best validation accuracy is a maximum over epochs and grows with "
         "their number.",
         "",
@@ -344,11 +348,18 @@ def analysis(rows: list[dict[str, Any]]) -> str:
             "p (t)": f"{d.p_value:.2g}",
             "p (sign-flip)": f"{flip:.2g}",
             "p (Holm)": f"{p:.2g}",
+            "seeds for 80% power": " / ".join(
+                _seeds(seeds_for_power(d.diff, spread, alpha)) for alpha in (0.05, strictest)
+            ),
         }  # fmt: skip
-        for (c, label, seeds, d, flip, above), p in zip(results, adjusted, strict=True)
+        for (c, label, seeds, d, flip, above, spread), p in zip(results, adjusted, strict=True)
     ]
     lines += markdown_table(rows) if rows else ["No comparison has two seeds yet."]
     return "\n".join(lines + _shares(spec, results)) + "\n"
+
+
+def _seeds(n: int | None) -> str:
+    return "> 100" if n is None else str(n)
 
 
 def _points(diff: float, ci95: tuple[float, float] | None) -> str:
@@ -359,7 +370,7 @@ def _points(diff: float, ci95: tuple[float, float] | None) -> str:
 
 def _shares(spec: dict[str, Any], results: list[tuple]) -> list[str]:
     """Each step's share of the total on test, where all were measured on the same seeds."""
-    test = {(c["a"], c["b"]): (seeds, d) for c, label, seeds, d, _, _ in results if label == "test"}
+    test = {(c["a"], c["b"]): (seeds, d) for c, label, seeds, d, *_ in results if label == "test"}
     steps = [(s["a"], s["b"]) for s in spec["steps"]]
     total = test.get((spec["total"]["a"], spec["total"]["b"]))
     if total is None or any(test.get(s, (None,))[0] != total[0] for s in steps) or total[1].diff == 0:

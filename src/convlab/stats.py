@@ -109,6 +109,24 @@ def sign_flip_p(a: Sequence[float], b: Sequence[float]) -> float:
     return float(result.pvalue)
 
 
+def seeds_for_power(mean: float, sd: float, alpha: float, power: float = 0.8, most: int = 100) -> int | None:
+    """The fewest paired seeds with which a two-sided paired t test at `alpha` finds a true mean
+    difference `mean` with probability `power`, if seed-by-seed differences spread with standard
+    deviation `sd` (noncentral t). Fed the measured mean and spread, it inherits their uncertainty.
+    None: more than `most`, or no difference to find."""
+    from scipy import stats
+
+    if mean == 0:
+        return None
+    if sd == 0:
+        return 2
+    for n in range(2, most + 1):
+        shift, critical = abs(mean) / (sd / math.sqrt(n)), stats.t.ppf(1 - alpha / 2, n - 1)
+        if stats.nct.sf(critical, n - 1, shift) + stats.nct.cdf(-critical, n - 1, shift) >= power:
+            return n
+    return None
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's adjusted p-values, in the order given: the k-th smallest times (m - k + 1), each at
     least the one before it, at most 1."""
