@@ -42,6 +42,7 @@ from convlab.stats import holm, paired_difference, seeds_for_power, sign_flip_p
 
 CSV = Path("report/ablation.csv")
 ANALYSIS = Path("report/ablation.md")
+MOST_SEEDS = 100  # the power column says "> MOST_SEEDS" beyond it
 DEFINITION = Path("report/ablation.yaml")
 PREFIX = "ablation-"
 COLUMNS = {
@@ -349,7 +350,7 @@ def analysis(rows: list[dict[str, Any]]) -> str:
             "p (sign-flip)": f"{flip:.2g}",
             "p (Holm)": f"{p:.2g}",
             "seeds for 80% power": " / ".join(
-                _seeds(seeds_for_power(d.diff, spread, alpha)) for alpha in (0.05, strictest)
+                _seeds(seeds_for_power(d.diff, spread, alpha, most=MOST_SEEDS)) for alpha in (0.05, strictest)
             ),
         }  # fmt: skip
         for (c, label, seeds, d, flip, above, spread), p in zip(results, adjusted, strict=True)
@@ -359,7 +360,7 @@ def analysis(rows: list[dict[str, Any]]) -> str:
 
 
 def _seeds(n: int | None) -> str:
-    return "> 100" if n is None else str(n)
+    return f"> {MOST_SEEDS}" if n is None else str(n)
 
 
 def _points(diff: float, ci95: tuple[float, float] | None) -> str:
