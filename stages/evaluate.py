@@ -15,6 +15,8 @@ from convlab.kernels import cap_from_params
 cap_from_params("evaluate_test")
 # ruff: noqa: E402 (the imports below load torch)
 
+from statistics import fmean
+
 from convlab.batches import DeviceImages
 from convlab.checkpoint import load_models
 from convlab.cifar import CLASSES
@@ -24,7 +26,6 @@ from convlab.evaluate import evaluate
 from convlab.outputs import PREPARED, model_path, test_metric, test_results, write_csv, write_json
 from convlab.params import load_params
 from convlab.runtime import resolve_runtime
-from convlab.stats import mean
 
 
 def main(argv: list[str]) -> None:
@@ -58,7 +59,7 @@ def main(argv: list[str]) -> None:
         test_results(name) / "confusion.csv",
         [{"variant": name, "actual": CLASSES[a], "predicted": CLASSES[p]} for a, p in pairs],
     )
-    write_json(test_metric(name), {name: {"test": mean([r.accuracy for r in results])}})
+    write_json(test_metric(name), {name: {"test": fmean([r.accuracy for r in results])}})
 
 
 if __name__ == "__main__":

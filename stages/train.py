@@ -15,6 +15,7 @@ cap_from_params("train")
 
 import dataclasses
 from pathlib import Path
+from statistics import fmean
 
 import torch
 import yaml
@@ -27,7 +28,6 @@ from convlab.model import ConvNet, count_parameters
 from convlab.outputs import PREPARED, model_path, train_results, val_metric, write_csv, write_json
 from convlab.params import load_params
 from convlab.runtime import hardware, resolve_runtime
-from convlab.stats import mean
 from convlab.train import EpochLog, History, StepLog, train
 
 
@@ -105,7 +105,7 @@ def main(argv: list[str]) -> None:
     write_csv(
         tables / "runs.csv", [{"variant": name, **r.record(runtime, variant, params.train)} for r in results]
     )
-    best = mean([r.best_val_acc for r in results])
+    best = fmean([r.best_val_acc for r in results])
     write_json(val_metric(name), {name: {"val": best}})
     for finished in resumes:
         finished.unlink(missing_ok=True)

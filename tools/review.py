@@ -21,6 +21,7 @@ import io
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 import matplotlib
@@ -30,7 +31,7 @@ import yaml
 from convlab.errors import ConvlabError, run_main
 from convlab.outputs import EPOCHS, RUNS
 from convlab.report import markdown_table, verdict
-from convlab.stats import Difference, mean, paired_difference, welch_difference
+from convlab.stats import Difference, paired_difference, welch_difference
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -84,7 +85,7 @@ class Side:
 
 def compare(base: pd.DataFrame, head: pd.DataFrame, metric: str, paired: bool) -> tuple[Difference, str]:
     if len(base) < 2 or len(head) < 2:
-        return Difference(mean(head[metric]) - mean(base[metric]), None), "not judged (one run a side)"
+        return Difference(fmean(head[metric]) - fmean(base[metric]), None), "not judged (one run a side)"
     if paired:
         return paired_difference(head[metric].tolist(), base[metric].tolist()), "paired by seed"
     return welch_difference(head[metric].tolist(), base[metric].tolist()), "Welch"
@@ -120,8 +121,8 @@ def review_markdown(base: Side, head: Side, changed: list[str]) -> list[str]:
         paired = b["seed"].tolist() == h["seed"].tolist()
         for metric, label in METRICS.items():
             d, how = compare(b, h, metric, paired)
-            rows.append({"variant": variant, "metric": label, base.name: f"{100 * mean(b[metric]):.1f}%",
-                         head.name: f"{100 * mean(h[metric]):.1f}%", "difference [95% CI]": _points(d),
+            rows.append({"variant": variant, "metric": label, base.name: f"{100 * fmean(b[metric]):.1f}%",
+                         head.name: f"{100 * fmean(h[metric]):.1f}%", "difference [95% CI]": _points(d),
                          "verdict": verdict(d.beyond_noise) if d.ci95 else how, "test": how})  # fmt: skip
     lines += markdown_table(rows) if rows else ["No variant's results changed."]
     same = [v for v in head.runs if v not in changed]
@@ -222,7 +223,7 @@ def experiments_table(rev: str) -> str:
 
 def _pair(runs: pd.DataFrame, marks: list[str] | None = None) -> str:
     marks = marks or ["", ""]
-    values = [f"{100 * mean(runs[m]):.1f}{mark}" for m, mark in zip(METRICS, marks, strict=True)]
+    values = [f"{100 * fmean(runs[m]):.1f}{mark}" for m, mark in zip(METRICS, marks, strict=True)]
     return " / ".join(values)
 
 

@@ -7,7 +7,8 @@
   several comparisons at once: Holm's step-down adjustment (scipy has none; Holm 1979, below).
 - Two models on the same test images: McNemar's exact test.
 One run has no spread: its summary is the value alone, and a difference with it is not judged.
-scipy.stats is imported where it is used: the train and evaluate stages need only a mean.
+The train and evaluate stages average with the standard library's fmean and do not import this
+module: the study's statistics can change without re-training it.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import fmean
 
 import numpy as np
+from scipy import stats
 
 CONFIDENCE = 0.95
-
-
-def mean(values: Sequence[float]) -> float:
-    return math.fsum(values) / len(values)
 
 
 def _within(low: float, high: float, bounds: tuple[float, float]) -> tuple[tuple[float, float], bool]:
@@ -41,9 +40,8 @@ class Summary:
 
 
 def summarize(values: Sequence[float], bounds: tuple[float, float] = (0.0, 1.0)) -> Summary:
-    from scipy import stats
 
-    n, average = len(values), mean(values)
+    n, average = len(values), fmean(values)
     if n == 1:
         return Summary(1, average, None, None)
     std = float(np.std(values, ddof=1))
@@ -69,9 +67,8 @@ class Difference:
 
 def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
     """Difference of the means of two sets of runs, with Welch's t interval (within +-1)."""
-    from scipy import stats
 
-    diff = mean(a) - mean(b)
+    diff = fmean(a) - fmean(b)
     if len(a) < 2 or len(b) < 2:
         return Difference(diff, None)
     if np.var(a) == 0 and np.var(b) == 0:  # every run identical on both sides: the gap is exact
@@ -84,7 +81,6 @@ def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
 def paired_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
     """a[i] and b[i] measured in pairs (the same seed): the mean difference, its paired t interval
     and the paired t test's p."""
-    from scipy import stats
 
     diffs = np.asarray(a, float) - np.asarray(b, float)
     if len(diffs) < 2:
@@ -100,7 +96,6 @@ def sign_flip_p(a: Sequence[float], b: Sequence[float]) -> float:
     """The exact two-sided paired permutation p: of the 2**n ways to flip the signs of the n
     seed-by-seed differences, the share whose mean is at least as far from 0 as the observed one.
     With n = 5 the smallest possible p is 2/32 = 0.0625."""
-    from scipy import stats
 
     diffs = np.asarray(a, float) - np.asarray(b, float)
     result = stats.permutation_test(
@@ -114,7 +109,6 @@ def seeds_for_power(mean: float, sd: float, alpha: float, power: float = 0.8, mo
     difference `mean` with probability `power`, if seed-by-seed differences spread with standard
     deviation `sd` (noncentral t). Fed the measured mean and spread, it inherits their uncertainty.
     None: more than `most`, or no difference to find."""
-    from scipy import stats
 
     if mean == 0:
         return None
@@ -144,7 +138,6 @@ def binomial_standard_error(accuracy: float, n: int) -> float:
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int, float]:
     """Images only A gets right, only B gets right, and the exact two-sided binomial p on them."""
-    from scipy import stats
 
     only_a, only_b = int((correct_a & ~correct_b).sum()), int((~correct_a & correct_b).sum())
     if only_a + only_b == 0:
