@@ -28,6 +28,7 @@ import math
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from convlab.errors import ConvlabError, run_main
 from convlab.outputs import RUNS, write_text
 from convlab.params import load_params
 from convlab.report import markdown_table
-from convlab.stats import holm, paired_difference, seeds_for_power, sign_flip_p
+from convlab.stats import Difference, holm, paired_difference, seeds_for_power, sign_flip_p
 
 CSV = Path("report/ablation.csv")
 ANALYSIS = Path("report/ablation.md")
@@ -292,6 +293,19 @@ def run(only: list[str], limit: int | None) -> None:
             raise AblationError(f"{name} failed; the same command resumes it")
 
 
+@dataclass(frozen=True)
+class Paired:
+    """One comparison on one metric, over the seeds both settings ran."""
+
+    comparison: dict[str, str]  # label, a, b as report/ablation.yaml names them
+    metric: str
+    seeds: list[int]
+    difference: Difference  # a - b: mean, t interval, t p
+    sign_flip_p: float
+    signs: str  # how many seeds a is higher, equal, lower
+    spread: float  # standard deviation of the seed-by-seed differences
+
+
 def analysis(rows: list[dict[str, Any]]) -> str:
     """report/ablation.md: the settings, every paired comparison (t, exact sign-flip, Holm)."""
     frame = pd.DataFrame(rows)
@@ -318,8 +332,8 @@ def analysis(rows: list[dict[str, Any]]) -> str:
                 signs = [int((a[seeds] > b[seeds]).sum()), int((a[seeds] == b[seeds]).sum())]
                 above = f"{signs[0]} higher, {signs[1]} equal, {len(seeds) - sum(signs)} lower"
                 spread = float((a[seeds] - b[seeds]).std(ddof=1))
-                results.append((comparison, label, seeds, d, flip, above, spread))
-    adjusted = holm([d.p_value for _, _, _, d, _, _, _ in results])
+                results.append(Paired(comparison, label, seeds, d, flip, above, spread))
+    adjusted = holm([r.difference.p_value for r in results])
     strictest = 0.05 / max(len(results), 1)  # Holm's first step
     lines = [
         "# The epoch-matched ablation",
@@ -340,20 +354,21 @@ def analysis(rows: list[dict[str, Any]]) -> str:
     ]
     rows = [
         {
-            "comparison": c["label"],
-            "a - b": f"{c['a']} - {c['b']}",
-            "metric": label,
-            "seeds": len(seeds),
-            "mean paired difference [95% CI]": _points(d.diff, d.ci95),
-            "a against b, seed by seed": above,
-            "p (t)": f"{d.p_value:.2g}",
-            "p (sign-flip)": f"{flip:.2g}",
+            "comparison": r.comparison["label"],
+            "a - b": f"{r.comparison['a']} - {r.comparison['b']}",
+            "metric": r.metric,
+            "seeds": len(r.seeds),
+            "mean paired difference [95% CI]": _points(r.difference.diff, r.difference.ci95),
+            "a against b, seed by seed": r.signs,
+            "p (t)": f"{r.difference.p_value:.2g}",
+            "p (sign-flip)": f"{r.sign_flip_p:.2g}",
             "p (Holm)": f"{p:.2g}",
             "seeds for 80% power": " / ".join(
-                _seeds(seeds_for_power(d.diff, spread, alpha, most=MOST_SEEDS)) for alpha in (0.05, strictest)
+                _seeds(seeds_for_power(r.difference.diff, r.spread, alpha, most=MOST_SEEDS))
+                for alpha in (0.05, strictest)
             ),
         }  # fmt: skip
-        for (c, label, seeds, d, flip, above, spread), p in zip(results, adjusted, strict=True)
+        for r, p in zip(results, adjusted, strict=True)
     ]
     lines += markdown_table(rows) if rows else ["No comparison has two seeds yet."]
     return "\n".join(lines + _shares(spec, results)) + "\n"
@@ -369,9 +384,11 @@ def _points(diff: float, ci95: tuple[float, float] | None) -> str:
     return f"{100 * diff:+.1f} [{100 * ci95[0]:+.1f}, {100 * ci95[1]:+.1f}]"
 
 
-def _shares(spec: dict[str, Any], results: list[tuple]) -> list[str]:
+def _shares(spec: dict[str, Any], results: list[Paired]) -> list[str]:
     """Each step's share of the total on test, where all were measured on the same seeds."""
-    test = {(c["a"], c["b"]): (seeds, d) for c, label, seeds, d, *_ in results if label == "test"}
+    test = {
+        (r.comparison["a"], r.comparison["b"]): (r.seeds, r.difference) for r in results if r.metric == "test"
+    }
     steps = [(s["a"], s["b"]) for s in spec["steps"]]
     total = test.get((spec["total"]["a"], spec["total"]["b"]))
     if total is None or any(test.get(s, (None,))[0] != total[0] for s in steps) or total[1].diff == 0:
