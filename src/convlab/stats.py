@@ -40,7 +40,6 @@ class Summary:
 
 
 def summarize(values: Sequence[float], bounds: tuple[float, float] = (0.0, 1.0)) -> Summary:
-
     n, average = len(values), fmean(values)
     if n == 1:
         return Summary(1, average, None, None)
@@ -67,7 +66,6 @@ class Difference:
 
 def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
     """Difference of the means of two sets of runs, with Welch's t interval (within +-1)."""
-
     diff = fmean(a) - fmean(b)
     if len(a) < 2 or len(b) < 2:
         return Difference(diff, None)
@@ -81,7 +79,6 @@ def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
 def paired_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
     """a[i] and b[i] measured in pairs (the same seed): the mean difference, its paired t interval
     and the paired t test's p."""
-
     diffs = np.asarray(a, float) - np.asarray(b, float)
     if len(diffs) < 2:
         return Difference(float(diffs.mean()), None)
@@ -96,7 +93,6 @@ def sign_flip_p(a: Sequence[float], b: Sequence[float]) -> float:
     """The exact two-sided paired permutation p: of the 2**n ways to flip the signs of the n
     seed-by-seed differences, the share whose mean is at least as far from 0 as the observed one.
     With n = 5 the smallest possible p is 2/32 = 0.0625."""
-
     diffs = np.asarray(a, float) - np.asarray(b, float)
     result = stats.permutation_test(
         (diffs,), np.mean, permutation_type="samples", n_resamples=math.inf, alternative="two-sided"
@@ -109,7 +105,6 @@ def seeds_for_power(mean: float, sd: float, alpha: float, power: float = 0.8, mo
     difference `mean` with probability `power`, if seed-by-seed differences spread with standard
     deviation `sd` (noncentral t). Fed the measured mean and spread, it inherits their uncertainty.
     None: more than `most`, or no difference to find."""
-
     if mean == 0:
         return None
     if sd == 0:
@@ -138,7 +133,6 @@ def binomial_standard_error(accuracy: float, n: int) -> float:
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int, float]:
     """Images only A gets right, only B gets right, and the exact two-sided binomial p on them."""
-
     only_a, only_b = int((correct_a & ~correct_b).sum()), int((~correct_a & correct_b).sum())
     if only_a + only_b == 0:
         return 0, 0, 1.0
