@@ -335,6 +335,8 @@ def analysis(rows: list[dict[str, Any]]) -> str:
                 results.append(Paired(comparison, label, seeds, d, flip, above, spread))
     adjusted = holm([r.difference.p_value for r in results])
     strictest = 0.05 / max(len(results), 1)  # Holm's first step
+    counts = sorted({len(r.seeds) for r in results}, reverse=True)
+    floors = ", ".join(f"2/{2**n} = {2 / 2**n:.3g} at {n} seeds" for n in counts)
     lines = [
         "# The epoch-matched ablation",
         "",
@@ -342,7 +344,7 @@ def analysis(rows: list[dict[str, Any]]) -> str:
         "analyze`. Each setting is trained once per seed, and a seed fixes the initial weights and the order "
         "of the images, so settings are compared seed by seed: the mean paired difference, its 95% t "
         "interval and the paired t test's p; beside it the exact sign-flip p (all 2^n sign patterns of the "
-        "n differences; no normality assumed: with five seeds it cannot go below 2/32 = 0.0625); Holm's "
+        f"n differences; no normality assumed: with n seeds it cannot go below 2/2^n, {floors}); Holm's "
         "adjustment of the t p over every comparison below; and how many seeds a paired t test needs to find "
         "the measured difference 8 times in 10, if the differences spread as measured, at p < 0.05 and at "
         f"Holm's strictest step (0.05 / {len(results)}). Test accuracy of the checkpoint chosen on "
