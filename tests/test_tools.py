@@ -1,5 +1,6 @@
-"""The tools at their boundaries: the ablation's table read strictly and only rows that pair with
-the study, the demo outside a git clone, the run cache pushed to an unreachable remote."""
+"""The tools at their boundaries: an ablation run landing as its row, the ablation's table read
+strictly and only rows that pair with the study, the demo outside a git clone, the run cache pushed
+to an unreachable remote."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from helpers import PROJECT, git, one_line_error, python
+from helpers import PROJECT, copy_project, dvc, git, one_line_error, python
 
 from convlab.errors import ConvlabError
 from convlab.stats import seeds_for_power
@@ -87,6 +88,77 @@ def test_rows_that_do_not_pair_with_the_study_are_refused(repo: Path) -> None:
         ConvlabError, match=f"the study it ran beside \\({first}\\) is not HEAD's study \\({second}\\)"
     ):
         ablation.analyze()
+
+
+# The study's pipeline as the ablation drives it (a variant's train and evaluate_test stages, their
+# tables in DVC's cache), with quick stages whose accuracies are read off the variant's fc rate.
+STAGES = """stages:
+  train_dropout:
+    cmd: python stage.py train dropout
+    deps: [stage.py]
+    params: [seed, train.seeds, train.precision, dropout]
+    outs: [results/train_dropout]
+  evaluate_test:
+    foreach: [dropout]
+    do:
+      cmd: python stage.py evaluate ${item}
+      deps:
+        - stage.py
+        - results/train_${item}
+      outs:
+        - results/evaluate_${item}
+"""
+STAGE = """import sys
+from pathlib import Path
+
+import yaml
+
+kind, variant = sys.argv[1:]
+params = yaml.safe_load(Path("params.yaml").read_text())
+section, first, train = params[variant], params["seed"], params["train"]
+keys = ["epochs", "pool1", "pool2", "fc", "crop_padding", "flip"]
+rows = []
+for seed in range(first, first + train["seeds"]):
+    acc = round(0.6 + section["fc"] / 10 + seed / 100, 4)
+    runtime = f"cpu {train['precision']} channels-last"
+    trained = [variant, seed, acc, runtime, *(section[k] for k in keys)]
+    rows.append(trained if kind == "train" else [variant, seed, round(acc - 0.01, 4)])
+header = ["variant", "seed", "best_val_acc", "runtime", *keys]
+header = header if kind == "train" else ["variant", "seed", "test_acc"]
+out = Path(f"results/{kind}_{variant}")
+out.mkdir(parents=True, exist_ok=True)
+lines = [",".join(str(cell) for cell in row) for row in [header, *rows]]
+(out / ("runs.csv" if kind == "train" else "tests.csv")).write_text("\\n".join(lines) + "\\n")
+"""
+
+
+@pytest.mark.slow
+def test_a_seed_run_as_an_experiment_lands_as_its_row(tmp_path: Path) -> None:
+    repo = copy_project(tmp_path / "repo", {"train": {"precision": "fp32"}})
+    (repo / "dvc.yaml").write_text(STAGES)
+    (repo / "stage.py").write_text(STAGE)
+    for made in ("report/ablation.csv", "report/ablation.md"):
+        (repo / made).unlink()
+    dvc(repo, "repro")
+    (repo / "plots").mkdir()
+    (repo / "plots/runs.csv").write_text(
+        "variant,seed,best_val_acc,test_acc,runtime,epochs,pool1,pool2,fc,crop_padding,flip\n"
+        "dropout,0,0.61,0.6,cpu fp32 channels-last,20,0.1,0.1,0.1,0,False\n"
+    )  # the report stage's table of the study above
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "the study")
+    studied = git(repo, "rev-parse", "--short=7", "HEAD").strip()
+    ran = python(repo, "tools/ablation.py", "run", "--only", "fc_only_40")
+    assert "ablation: 1 runs to make" in ran.stdout
+    assert git(repo, "status", "--porcelain").strip() == ""  # the run never touches the workspace
+    python(repo, "tools/ablation.py", "table")
+    landed = (repo / "report/ablation.csv").read_text().splitlines()
+    assert f"fc_only_40,dropout,40,0.0,0.0,0.5,0,False,0,0.65,0.64,fp32,standardize,{studied}" in landed
+    assert "| fc_only_40 | 0/0/0.5 at 40 epochs: dropout at fc1 alone | 0 | 64.0% | 65.0% |" in (
+        (repo / "report/ablation.md").read_text()
+    )
+    again = python(repo, "tools/ablation.py", "run", "--only", "fc_only_40")
+    assert "ablation: 0 runs to make" in again.stdout
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ import pandas as pd
 import yaml
 
 from convlab.errors import ConvlabError, run_main
-from convlab.outputs import RUNS, write_text
+from convlab.outputs import RUNS, test_results, train_results, write_text
 from convlab.params import load_params
 from convlab.report import markdown_table
 from convlab.stats import Difference, holm, paired_difference, seeds_for_power, sign_flip_p
@@ -133,9 +133,8 @@ def study_commit(rev: str = "HEAD") -> str:
     return _git("log", "-1", "--format=%h", rev, "--", "dvc.lock").strip()
 
 
-def study_runs(rev: str, variant: str) -> dict[int, dict[str, Any]]:
-    """The runs of `variant` at commit `rev`: seed -> accuracies, precision, params, normalize."""
-    runs = pd.read_csv(io.StringIO(_git("show", f"{rev}:{RUNS.as_posix()}")))
+def _records(runs: pd.DataFrame, rev: str) -> dict[int, dict[str, Any]]:
+    """seed -> accuracies, precision, params and the inputs' normalization, of one variant's runs."""
     normalize = yaml.safe_load(_git("show", f"{rev}:params.yaml"))["data"]["normalize"]
     return {
         int(run["seed"]): {
@@ -145,8 +144,27 @@ def study_runs(rev: str, variant: str) -> dict[int, dict[str, Any]]:
             "normalize": normalize,
             **{key: run[key] for key in PARAMS},
         }
-        for run in runs[runs["variant"] == variant].to_dict("records")
+        for run in runs.to_dict("records")
     }
+
+
+def study_runs(rev: str, variant: str) -> dict[int, dict[str, Any]]:
+    """The study's runs of `variant` at commit `rev`, from the report stage's table in git."""
+    runs = pd.read_csv(io.StringIO(_git("show", f"{rev}:{RUNS.as_posix()}")))
+    return _records(runs[runs["variant"] == variant], rev)
+
+
+def experiment_runs(sha: str, variant: str) -> dict[int, dict[str, Any]]:
+    """An experiment's runs of `variant`. It ran the variant's evaluate stage, not the report, so
+    its commit holds the train and evaluate stages' tables in DVC's cache, not the report's."""
+    import dvc.api
+
+    def table(path: Path) -> pd.DataFrame:
+        with dvc.api.open(path.as_posix(), rev=sha) as file:
+            return pd.read_csv(file)
+
+    tests = table(test_results(variant) / "tests.csv").drop(columns="variant")
+    return _records(table(train_results(variant) / "runs.csv").merge(tests, on="seed"), sha)
 
 
 class Study:
@@ -227,7 +245,7 @@ def experiment_row(name: str, base: str, sha: str, study: Study) -> dict[str, An
         raise AblationError(f"experiment {name} is not named {PREFIX}<setting>-seed<N> of a setting")
     setting, seed = match[1], int(match[2])
     variant = study.settings[setting]["variant"]
-    runs = study_runs(sha, variant)
+    runs = experiment_runs(sha, variant)
     if list(runs) != [seed]:
         raise AblationError(f"experiment {name} ran seeds {list(runs)}, not {seed} alone")
     run = runs[seed]
