@@ -9,8 +9,8 @@ seed, each as one DVC experiment, `ablation-<setting>-seed<N>`: `dvc exp run --t
 tests the setting's variant for that seed alone (`-S seed=N -S train.seeds=1` and the setting's
 values), in a temporary copy, so the workspace and HEAD are never touched; a killed run resumes per
 epoch when `run` is started again. Named experiments, read back by `table`, rather than a second
-pipeline with a matrix of settings and seeds: a run takes about an hour on a 2-core CPU and lands as
-its row of the CSV, committed, long before a matrix stage's lock could be true of all 35 runs; the
+pipeline with a matrix of settings and seeds: a run takes 35-70 minutes on a 2-core CPU and lands as
+its row of the CSV, committed, long before a matrix stage's lock could be true of every run; the
 rows committed so far were made that way and stay.
 
 Each row carries its precision and the study commit it pairs with: the commit of the study's results
