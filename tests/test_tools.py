@@ -1,6 +1,6 @@
-"""The tools at their boundaries: an ablation run landing as its row, the ablation's table read
-strictly and only rows that pair with the study, the demo outside a git clone, the run cache pushed
-to an unreachable remote."""
+"""The tools at their boundaries: an ablation run landing as its row (and refused once its tables
+left DVC's cache), the ablation's table read strictly and only rows that pair with the study, the
+demo outside a git clone, the run cache pushed to an unreachable remote."""
 
 from __future__ import annotations
 
@@ -159,6 +159,11 @@ def test_a_seed_run_as_an_experiment_lands_as_its_row(tmp_path: Path) -> None:
     )
     again = python(repo, "tools/ablation.py", "run", "--only", "fc_only_40")
     assert "ablation: 0 runs to make" in again.stdout
+    shutil.rmtree(repo / ".dvc/cache")  # as `dvc gc` would leave it: the experiment's tables gone
+    line = one_line_error(python(repo, "tools/ablation.py", "table", check=False), "ablation")
+    assert "experiment ablation-fc_only_40-seed0: results/evaluate_dropout/tests.csv cannot be read" in line
+    assert "dvc exp pull <remote> ablation-fc_only_40-seed0" in line
+    assert (repo / "report/ablation.csv").read_text().splitlines() == landed
 
 
 @pytest.mark.parametrize(

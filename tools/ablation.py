@@ -154,14 +154,22 @@ def study_runs(rev: str, variant: str) -> dict[int, dict[str, Any]]:
     return _records(runs[runs["variant"] == variant], rev)
 
 
-def experiment_runs(sha: str, variant: str) -> dict[int, dict[str, Any]]:
+def experiment_runs(name: str, sha: str, variant: str) -> dict[int, dict[str, Any]]:
     """An experiment's runs of `variant`. It ran the variant's evaluate stage, not the report, so
     its commit holds the train and evaluate stages' tables in DVC's cache, not the report's."""
     import dvc.api
+    from dvc.exceptions import DvcException
+    from dvc_data.index import DataIndexError
 
     def table(path: Path) -> pd.DataFrame:
-        with dvc.api.open(path.as_posix(), rev=sha) as file:
-            return pd.read_csv(file)
+        try:
+            with dvc.api.open(path.as_posix(), rev=sha) as file:
+                return pd.read_csv(file)
+        except (DvcException, DataIndexError) as err:  # e.g. a cache emptied by `dvc gc`
+            raise AblationError(
+                f"experiment {name}: {path} cannot be read at its commit {sha[:7]} ({err}); "
+                f"`dvc exp pull <remote> {name}` brings it, `dvc exp remove {name}` drops the experiment"
+            ) from None
 
     tests = table(test_results(variant) / "tests.csv").drop(columns="variant")
     return _records(table(train_results(variant) / "runs.csv").merge(tests, on="seed"), sha)
@@ -245,7 +253,7 @@ def experiment_row(name: str, base: str, sha: str, study: Study) -> dict[str, An
         raise AblationError(f"experiment {name} is not named {PREFIX}<setting>-seed<N> of a setting")
     setting, seed = match[1], int(match[2])
     variant = study.settings[setting]["variant"]
-    runs = experiment_runs(sha, variant)
+    runs = experiment_runs(name, sha, variant)
     if list(runs) != [seed]:
         raise AblationError(f"experiment {name} ran seeds {list(runs)}, not {seed} alone")
     run = runs[seed]
