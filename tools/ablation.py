@@ -9,7 +9,7 @@ seed, each as one DVC experiment, `ablation-<setting>-seed<N>`: `dvc exp run --t
 tests the setting's variant for that seed alone (`-S seed=N -S train.seeds=1` and the setting's
 values), in a temporary copy, so the workspace and HEAD are never touched; a killed run resumes per
 epoch when `run` is started again. Named experiments, read back by `table`, rather than a second
-pipeline with a matrix of settings and seeds: a run takes 35-70 minutes on a 2-core CPU and lands as
+pipeline with a matrix of settings and seeds: a run takes 30-70 minutes on a 2-core CPU and lands as
 its row of the CSV, committed, long before a matrix stage's lock could be true of every run; the
 rows committed so far were made that way and stay.
 
@@ -166,8 +166,9 @@ def experiment_runs(name: str, sha: str, variant: str) -> dict[int, dict[str, An
             with dvc.api.open(path.as_posix(), rev=sha) as file:
                 return pd.read_csv(file)
         except (DvcException, DataIndexError) as err:  # e.g. a cache emptied by `dvc gc`
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]  # DVC's hints span lines
             raise AblationError(
-                f"experiment {name}: {path} cannot be read at its commit {sha[:7]} ({err}); "
+                f"experiment {name}: {path} cannot be read at its commit {sha[:7]} ({first}); "
                 f"`dvc exp pull <remote> {name}` brings it, `dvc exp remove {name}` drops the experiment"
             ) from None
 
